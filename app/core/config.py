@@ -1,0 +1,105 @@
+"""Settings: one pydantic-settings model read from the environment and `.env`.
+
+Every limit the service enforces is a field here, so an operator can change it and a test can
+prove it. Names of the settings that clients and operators rely on are fixed by DESIGN.md §8.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_JWT_SECRET = "change-me-development-only-secret"
+
+PROVIDER_IDS = ("echo", "openai", "mistral", "glm", "openrouter", "huggingface", "claude")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- service -----------------------------------------------------------------------------
+    ENV: Literal["development", "production", "test"] = "development"
+    HOST: str = "127.0.0.1"
+    PORT: int = 8000
+    LOG_LEVEL: str = "INFO"
+    DATABASE_URL: str = "sqlite+aiosqlite:///./data/cascade.db"
+    DB_POOL_SIZE: int = 10
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- auth --------------------------------------------------------------------------------
+    JWT_SECRET: str = DEFAULT_JWT_SECRET
+    ACCESS_TOKEN_MINUTES: int = 30
+    REFRESH_TOKEN_DAYS: int = 7
+    BOOTSTRAP_ADMIN_TOKEN: str = ""
+    BCRYPT_ROUNDS: int = 12
+    LOGIN_FAILURES_PER_MINUTE: int = 10
+
+    # --- limits ------------------------------------------------------------------------------
+    MAX_BODY_BYTES: int = 2 * 1024 * 1024
+    WS_MAX_FRAME_BYTES: int = 2 * 1024 * 1024
+    WS_MAX_TUNNELS_PER_USER: int = 5
+    WS_SEND_QUEUE_SIZE: int = 1000
+    WS_PING_INTERVAL_S: float = 25.0
+    WS_IDLE_TIMEOUT_S: float = 60.0
+    WS_REPLAY_BATCH: int = 500
+    GRAPH_MAX_NODES: int = 5000
+    GRAPH_MAX_EDGES: int = 20000
+    GRAPH_MAX_BYTES: int = 2 * 1024 * 1024
+    MAX_RUNS_PER_USER: int = 10
+    MAX_NODES_PER_RUN: int = 16
+    NODE_TIMEOUT_S: float = 300.0
+    NODE_MAX_ATTEMPTS: int = 3
+    RETRY_BASE_DELAY_S: float = 0.5
+    RETRY_MAX_DELAY_S: float = 8.0
+    EVENTS_PAGE_MAX: int = 1000
+
+    # --- event log writer --------------------------------------------------------------------
+    EVENT_BATCH_MAX: int = 500
+
+    # --- providers (DESIGN.md §7) ------------------------------------------------------------
+    DEFAULT_PROVIDER: str = "echo"
+    LLM_TOKEN_STREAM: bool = True
+    LLM_STREAM_COALESCE_MS: int = 50
+    OPENAI_API_KEY: str = ""
+    OPENAI_BASE_URL: str = ""
+    MISTRAL_API_KEY: str = ""
+    MISTRAL_BASE_URL: str = ""
+    GLM_API_KEY: str = ""
+    GLM_BASE_URL: str = ""
+    OPENROUTER_API_KEY: str = ""
+    OPENROUTER_BASE_URL: str = ""
+    HF_API_KEY: str = ""
+    HF_BASE_URL: str = ""
+    ANTHROPIC_API_KEY: str = ""
+    ANTHROPIC_BASE_URL: str = ""
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    def production_problems(self) -> list[str]:
+        """Reasons this configuration must not serve production traffic (empty when fine)."""
+        if self.ENV != "production":
+            return []
+        problems = []
+        if not self.JWT_SECRET or self.JWT_SECRET == DEFAULT_JWT_SECRET:
+            problems.append("JWT_SECRET is empty or the development default")
+        if "*" in self.CORS_ORIGINS:
+            problems.append("CORS_ORIGINS must not be '*' in production")
+        return problems
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,20 @@
+# Sourced by scripts/dev and scripts/test: makes sure .venv exists at the repo root and holds
+# what pyproject.toml asks for. Re-installs only when pyproject.toml changed (a stamp records
+# its hash), so a second run costs a few milliseconds.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+EXTRAS="${CASCADE_EXTRAS:-test}"
+STAMP="$VENV/.cascade-stamp-$EXTRAS"
+want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  echo "Installing dependencies into .venv ..." >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+  "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]" >&2
+  echo "$want" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
