@@ -1,0 +1,3 @@
+from app.core.di.registry import Registry
+
+__all__ = ["Registry"]

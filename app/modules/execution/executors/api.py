@@ -7,6 +7,7 @@ has no side effect on global state.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -129,7 +130,7 @@ class ExecutorSpec:
 
     type: str
     execute: ExecuteFn
-    config_model: type[BaseModel]
+    config_model: builtins.type[BaseModel]
     category: str
     description: str
     inputs: tuple[Port, ...]
@@ -166,7 +167,7 @@ DEFAULT_OUTPUT_SCHEMA: Mapping[str, Any] = {
 def executor(
     type: str,
     *,
-    config: type[BaseModel] | None = None,
+    config: builtins.type[BaseModel] | None = None,
     category: str = "General",
     description: str = "",
     name: str = "",

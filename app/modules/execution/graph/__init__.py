@@ -1,0 +1,56 @@
+"""Graphs: parsing React Flow exports, validation, topology and edge kinds (DESIGN.md §6)."""
+
+from app.modules.execution.graph.config import (
+    COMMON_FIELDS,
+    CommonFields,
+    common_fields,
+    validate_config,
+)
+from app.modules.execution.graph.edges import classify_edges, edge_kind
+from app.modules.execution.graph.model import (
+    Graph,
+    GraphEdge,
+    GraphInvalidError,
+    GraphNode,
+    ParseResult,
+    parse_graph,
+    parse_graph_lenient,
+)
+from app.modules.execution.graph.problems import GraphProblem
+from app.modules.execution.graph.topology import (
+    CycleError,
+    children,
+    downstream,
+    find_cycle,
+    format_cycle,
+    group_by_levels,
+    parents,
+    upstream,
+)
+from app.modules.execution.graph.validation import validate_graph
+
+__all__ = [
+    "COMMON_FIELDS",
+    "CommonFields",
+    "CycleError",
+    "Graph",
+    "GraphEdge",
+    "GraphInvalidError",
+    "GraphNode",
+    "GraphProblem",
+    "ParseResult",
+    "children",
+    "classify_edges",
+    "common_fields",
+    "downstream",
+    "edge_kind",
+    "find_cycle",
+    "format_cycle",
+    "group_by_levels",
+    "parents",
+    "parse_graph",
+    "parse_graph_lenient",
+    "upstream",
+    "validate_config",
+    "validate_graph",
+]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import SessionDep, manager
+from app.core.auth import CurrentUser
+from app.modules.components.manager import ComponentManager
+
+router = APIRouter(prefix="/components", tags=["components"])
+
+
+@router.get("")
+async def list_components(_user: CurrentUser, session: SessionDep,
+                          components: ComponentManager = manager(ComponentManager)
+                          ) -> list[dict[str, Any]]:
+    return await components.list(session)
+
+
+@router.get("/{component_type}")
+async def get_component(component_type: str, _user: CurrentUser, session: SessionDep,
+                        components: ComponentManager = manager(ComponentManager)
+                        ) -> dict[str, Any]:
+    return await components.get(session, component_type)

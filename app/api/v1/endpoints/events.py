@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import SessionDep, SettingsDep, manager
+from app.core.auth import PrincipalDep
+from app.core.errors import Forbidden
+from app.modules.events.manager import EventFilter, EventLogManager, row_to_dict
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+NDJSON = "application/x-ndjson"
+
+
+@router.get("", response_model=None)
+async def list_events(
+    request: Request, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
+    run_id: uuid.UUID | None = None, flow_id: uuid.UUID | None = None,
+    type: Annotated[str | None, Query(max_length=100, description="exact or prefix (flow.*)")]
+    = None,
+    since: datetime | None = None, until: datetime | None = None,
+    user_id: Annotated[int | None, Query(description="admins: one user's events")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    accept: Annotated[str | None, Header()] = None,
+    events: EventLogManager = manager(EventLogManager),
+) -> dict[str, Any] | StreamingResponse:
+    """The event log, oldest first. Users see their own events; admins see everyone's."""
+    if user_id is not None and not principal.is_admin:
+        raise Forbidden("only admins may read another user's events")
+    viewer = None if principal.is_admin else principal.user.id  # type: ignore[union-attr]
+    filters = EventFilter(run_id=run_id, flow_id=flow_id, type_prefix=type, since=since,
+                          until=until, user_id=user_id)
+    if accept and NDJSON in accept:
+        return StreamingResponse(
+            events.export(request.app.state.sessionmaker, viewer_id=viewer, filters=filters),
+            media_type=NDJSON)
+    rows, next_cursor = await events.page(
+        session, viewer_id=viewer, filters=filters, after=cursor,
+        limit=min(limit, settings.EVENTS_PAGE_MAX))
+    return {"items": [row_to_dict(r) for r in rows], "next_cursor": next_cursor}

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Response, status
+
+from app.api.deps import SessionDep, manager
+from app.api.v1.schemas.flows import FlowCreate, FlowOut, FlowUpdate
+from app.core.auth import CurrentUser
+from app.models import Flow
+from app.modules.flows.manager import FlowManager
+
+router = APIRouter(prefix="/flows", tags=["flows"])
+
+
+@router.post("", response_model=FlowOut, status_code=status.HTTP_201_CREATED)
+async def create_flow(body: FlowCreate, user: CurrentUser, session: SessionDep,
+                      flows: FlowManager = manager(FlowManager)) -> Flow:
+    return await flows.create(session, user, body)
+
+
+@router.get("", response_model=list[FlowOut])
+async def list_flows(user: CurrentUser, session: SessionDep, project_id: int | None = None,
+                     flows: FlowManager = manager(FlowManager)) -> Sequence[Flow]:
+    return await flows.list_for(session, user, project_id)
+
+
+@router.get("/{flow_id}", response_model=FlowOut)
+async def get_flow(flow_id: uuid.UUID, user: CurrentUser, session: SessionDep,
+                   flows: FlowManager = manager(FlowManager)) -> Flow:
+    return await flows.get(session, user, flow_id)
+
+
+@router.put("/{flow_id}", response_model=FlowOut)
+@router.patch("/{flow_id}", response_model=FlowOut)
+async def update_flow(flow_id: uuid.UUID, body: FlowUpdate, user: CurrentUser,
+                      session: SessionDep, flows: FlowManager = manager(FlowManager)) -> Flow:
+    return await flows.update(session, user, flow_id, body)
+
+
+@router.delete("/{flow_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_flow(flow_id: uuid.UUID, user: CurrentUser, session: SessionDep,
+                      flows: FlowManager = manager(FlowManager)) -> Response:
+    await flows.delete(session, user, flow_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Response, status
+
+from app.api.deps import SessionDep, manager
+from app.api.v1.schemas.projects import ProjectCreate, ProjectOut, ProjectSelect
+from app.core.auth import CurrentUser, PrincipalDep
+from app.models import Project
+from app.modules.projects.manager import ProjectManager
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+Projects = ProjectManager
+
+
+@router.post("", response_model=ProjectOut, status_code=status.HTTP_201_CREATED)
+async def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep,
+                         projects: Projects = manager(Projects)) -> Project:
+    return await projects.create(session, user, body)
+
+
+@router.get("", response_model=list[ProjectOut])
+async def list_projects(user: CurrentUser, session: SessionDep,
+                        projects: Projects = manager(Projects)) -> Sequence[Project]:
+    return await projects.list_for(session, user.id)
+
+
+@router.post("/select", response_model=list[ProjectOut])
+async def select_projects(body: ProjectSelect, principal: PrincipalDep, session: SessionDep,
+                          projects: Projects = manager(Projects)) -> Sequence[Project]:
+    """Projects of a user_id: your own, or anyone's for an admin (kept for seed clients)."""
+    viewer = principal.user.id if principal.user else None
+    return await projects.select_for(session, body.user_id, viewer_id=viewer,
+                                     is_admin=principal.is_admin)
+
+
+@router.get("/{project_id}", response_model=ProjectOut)
+async def get_project(project_id: int, user: CurrentUser, session: SessionDep,
+                      projects: Projects = manager(Projects)) -> Project:
+    return await projects.get(session, user, project_id)
+
+
+@router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_project(project_id: int, user: CurrentUser, session: SessionDep,
+                         projects: Projects = manager(Projects)) -> Response:
+    await projects.delete(session, user, project_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from app.api.deps import SessionDep, manager
+from app.api.v1.schemas.users import UserCreate, UserOut
+from app.core.auth import CurrentUser, PrincipalDep
+from app.models import User
+from app.modules.users.manager import UserManager
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
+async def sign_up(body: UserCreate, session: SessionDep,
+                  users: UserManager = manager(UserManager)) -> User:
+    return await users.sign_up(session, body)
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser) -> User:
+    return user
+
+
+@router.get("/{user_id}", response_model=UserOut)
+async def get_user(user_id: int, principal: PrincipalDep, session: SessionDep,
+                   users: UserManager = manager(UserManager)) -> User:
+    viewer = principal.user.id if principal.user else None
+    return await users.get_visible(session, user_id, viewer_id=viewer,
+                                   is_admin=principal.is_admin)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user(user_id: int, principal: PrincipalDep, session: SessionDep,
+                      users: UserManager = manager(UserManager)) -> Response:
+    viewer = principal.user.id if principal.user else None
+    user = await users.get_visible(session, user_id, viewer_id=viewer,
+                                   is_admin=principal.is_admin)
+    await users.delete(session, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

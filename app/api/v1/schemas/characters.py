@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.v1.schemas.common import Strict
+
+
+class CharacterCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    persona: dict[str, Any] = Field(default_factory=dict)
+    project_id: int | None = None
+
+
+class CharacterUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    persona: dict[str, Any] | None = None
+    project_id: int | None = None
+
+
+class CharacterOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    persona: dict[str, Any]
+    project_id: int | None
+    user_id: int
+    created_at: datetime
+    updated_at: datetime

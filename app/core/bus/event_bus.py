@@ -1,0 +1,178 @@
+"""emit → persist to event_logs → dispatch to subscribers (DESIGN.md §5).
+
+Two ways in:
+
+* `await bus.emit(event)` / `emit_many(events)`: the event (and the state ops it carries) is
+  handed to a group-commit writer. One background task drains whatever emitters queued while
+  the previous transaction was in flight and writes it all in one transaction, so a thousand
+  concurrent emitters cost a handful of commits, and SQLite sees a single writer. The emitter
+  resumes once its events are committed and dispatched.
+* `await bus.emit_in(session, event)`: the event joins the caller's transaction (a request
+  that creates a project writes the project and `project.created` together). The request's
+  session dependency dispatches it after commit (`dispatch_committed`).
+
+Subscribers run after commit, in log order, one event at a time; a failing subscriber is
+logged with the event id and never fails the emitter or the other subscribers. Subscribers
+must be quick (the tunnel bridge only enqueues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.bus.log import forget_numbers, write_events
+from app.core.di.registry import Registry
+from app.core.events import Event, Handler, matches
+
+logger = logging.getLogger("cascade.bus")
+
+_PENDING_KEY = "cascade_pending_events"
+
+
+@dataclass
+class _Write:
+    events: list[Event]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class EventBus:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], registry: Registry,
+        *, batch_max: int = 500,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._registry = registry
+        self._batch_max = batch_max
+        self._subscribers: list[tuple[tuple[str, ...], Handler]] = []
+        self._route_cache: dict[str, list[Handler]] = {}
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    # --- subscribers -------------------------------------------------------------------------
+    def add_subscriber(self, patterns: tuple[str, ...], handler: Handler) -> None:
+        self._subscribers.append((patterns, handler))
+        self._route_cache.clear()
+
+    def handlers_for(self, event_type: str) -> list[Handler]:
+        handlers = self._route_cache.get(event_type)
+        if handlers is None:
+            handlers = [h for patterns, h in self._subscribers
+                        if any(matches(p, event_type) for p in patterns)]
+            self._route_cache[event_type] = handlers
+        return handlers
+
+    async def dispatch(self, events: Sequence[Event]) -> None:
+        for event in events:
+            for handler in self.handlers_for(event.type):
+                try:
+                    await handler(event, self._registry)
+                except Exception:
+                    logger.exception("subscriber %s failed on event %s (%s)",
+                                     getattr(handler, "__qualname__", handler), event.id,
+                                     event.type)
+
+    # --- the group-commit writer -------------------------------------------------------------
+    def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run_writer(), name="event-log-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        await self._queue.join()
+        self._writer.cancel()
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            pass
+        self._writer = None
+
+    async def emit(self, event: Event) -> Event:
+        await self.emit_many([event])
+        return event
+
+    async def emit_many(self, events: Sequence[Event]) -> None:
+        """Persist (persisted types) and dispatch events in order; returns after both."""
+        if not events:
+            return
+        if not any(e.persisted for e in events):
+            await self.dispatch(events)
+            return
+        if self._writer is None:
+            raise RuntimeError("the event bus is not started")
+        write = _Write(list(events))
+        self._queue.put_nowait(write)
+        # Shielded: an emitter that is cancelled (a cancelled run) must not unpick a write
+        # that may already be committed; the writer finishes it either way.
+        await asyncio.shield(write.done)
+
+    async def _run_writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].events)
+            while size < self._batch_max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                batch.append(item)
+                size += len(item.events)
+            try:
+                await self._write_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write_batch(self, batch: list[_Write]) -> None:
+        events = [event for write in batch for event in write.events]
+        try:
+            await self._persist(events)
+        except Exception:
+            forget_numbers(events)
+            if len(batch) == 1:
+                self._fail(batch[0], "event batch")
+                return
+            # One bad write (say, for a user deleted meanwhile) must not sink its neighbours:
+            # retry them one by one.
+            for write in batch:
+                try:
+                    await self._persist(write.events)
+                except Exception:
+                    forget_numbers(write.events)
+                    self._fail(write, "event write")
+                    continue
+                await self._finish([write])
+            return
+        await self._finish(batch)
+
+    async def _persist(self, events: list[Event]) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await write_events(session, events)
+
+    async def _finish(self, batch: list[_Write]) -> None:
+        await self.dispatch([event for write in batch for event in write.events])
+        for write in batch:
+            if not write.done.done():
+                write.done.set_result(None)
+
+    @staticmethod
+    def _fail(write: _Write, what: str) -> None:
+        logger.exception("%s failed; %d event(s) not written", what, len(write.events))
+        if not write.done.done():
+            write.done.set_exception(RuntimeError("the event log write failed"))
+
+    # --- events inside a caller's transaction ------------------------------------------------
+    async def emit_in(self, session: AsyncSession, *events: Event) -> None:
+        await write_events(session, events)
+        session.info.setdefault(_PENDING_KEY, []).extend(events)
+
+    async def dispatch_committed(self, session: AsyncSession) -> None:
+        pending: list[Event] = session.info.pop(_PENDING_KEY, [])
+        if pending:
+            await self.dispatch(pending)
+
+    def discard_uncommitted(self, session: AsyncSession) -> None:
+        forget_numbers(session.info.pop(_PENDING_KEY, []))

@@ -1,0 +1,116 @@
+"""Password hashing (bcrypt) and JWTs (python-jose, HS256 pinned, `typ` separates kinds)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import bcrypt
+from jose import JWTError, jwt
+
+ALGORITHM = "HS256"
+BCRYPT_MAX_BYTES = 72
+
+TokenType = Literal["access", "refresh"]
+Role = Literal["user", "admin"]
+
+
+def password_too_long(password: str) -> bool:
+    """bcrypt ignores bytes past 72; we refuse such passwords rather than truncate them."""
+    return len(password.encode("utf-8")) > BCRYPT_MAX_BYTES
+
+
+def hash_password(password: str, rounds: int = 12) -> str:
+    if password_too_long(password):
+        raise ValueError("password longer than 72 bytes")
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    if password_too_long(password):
+        return False
+    try:
+        return bcrypt.checkpw(password.encode("utf-8"), password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+# A real hash to compare against when the account does not exist, so an unknown identifier
+# costs the same bcrypt time as a wrong password (no timing oracle for account existence).
+_DUMMY_HASH = bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(4)).decode("ascii")
+
+
+def burn_password_check(password: str) -> None:
+    verify_password(password, _DUMMY_HASH)
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subject: int
+    role: Role
+    typ: TokenType
+    jti: str
+    family: str | None
+    expires_at: datetime
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def create_token(
+    *, secret: str, subject: int, role: Role, typ: TokenType, lifetime: timedelta,
+    jti: str | None = None, family: str | None = None,
+) -> tuple[str, TokenClaims]:
+    now = datetime.now(UTC)
+    expires = now + lifetime
+    claims = TokenClaims(subject=subject, role=role, typ=typ, jti=jti or uuid.uuid4().hex,
+                         family=family, expires_at=expires)
+    payload: dict[str, Any] = {
+        "sub": str(subject), "role": role, "typ": typ, "jti": claims.jti,
+        "iat": int(now.timestamp()), "exp": int(expires.timestamp()),
+    }
+    if family is not None:
+        payload["fam"] = family
+    return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
+
+
+def decode_token(token: str, *, secret: str, expected_typ: TokenType) -> TokenClaims:
+    """Decode and check a token; anything off raises InvalidToken (never a partial result)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except JWTError as exc:
+        raise InvalidToken("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("unexpected algorithm")
+    try:
+        payload = jwt.decode(
+            token, secret, algorithms=[ALGORITHM],
+            options={"require_exp": True, "require_sub": True, "require_jti": True},
+        )
+    except JWTError as exc:
+        raise InvalidToken(str(exc) or "invalid token") from exc
+    if payload.get("typ") != expected_typ:
+        raise InvalidToken("wrong token type")
+    role = payload.get("role")
+    if role not in ("user", "admin"):
+        raise InvalidToken("unknown role")
+    try:
+        subject = int(payload["sub"])
+        expires_at = datetime.fromtimestamp(int(payload["exp"]), UTC)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidToken("bad claims") from exc
+    return TokenClaims(subject=subject, role=role, typ=expected_typ, jti=str(payload["jti"]),
+                       family=payload.get("fam"), expires_at=expires_at)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

@@ -1,0 +1,136 @@
+"""One WebSocket tunnel: an ordered, exactly-once stream of its user's events.
+
+Live events arrive through a bounded queue, possibly out of `user_seq` order (an event
+written inside a request transaction is dispatched after the request commits, which may be
+after a later event written by the group-commit writer). The sender keeps `last_cursor`, the
+last cursor it sent, and for every persisted event:
+
+* cursor ≤ last_cursor: already sent (replay overlap or late dispatch) → dropped;
+* cursor = last_cursor + 1: sent;
+* cursor > last_cursor + 1: the missing ones are already committed (see core/bus/log.py), so
+  they are read from the log and sent first.
+
+Resume is the same rule: `last_cursor` starts at the client's `after` and the sender first
+reads everything after it from the log, while live events queue behind. Ephemeral messages
+(no cursor) go out as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from app.core.ws.messages import CloseCode, encode
+
+logger = logging.getLogger("cascade.ws")
+
+# (cursor or None, JSON text). Serialized once per event, shared by every tunnel.
+Outgoing = tuple[int | None, str]
+FetchAfter = Callable[[int, int, int | None, int], Awaitable[list[Outgoing]]]
+
+
+@dataclass
+class TunnelLimits:
+    queue_size: int
+    ping_interval_s: float
+    idle_timeout_s: float
+    replay_batch: int
+
+
+class Tunnel:
+    def __init__(
+        self, websocket: WebSocket, user_id: int, *, after: int, fetch_after: FetchAfter,
+        limits: TunnelLimits, expires_at: float,
+    ) -> None:
+        self.websocket = websocket
+        self.user_id = user_id
+        self.last_cursor = after
+        self._fetch_after = fetch_after
+        self._limits = limits
+        self._expires_at = expires_at
+        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=limits.queue_size)
+        self._last_received = time.monotonic()
+        self._last_sent = time.monotonic()
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+
+    # --- called by the ConnectionManager (never blocks) --------------------------------------
+    def offer(self, item: Outgoing) -> bool:
+        """Queue an outgoing message; False when the queue is full (a stalled reader)."""
+        if self.closed.is_set():
+            return True
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def send_message(self, message: dict[str, Any]) -> bool:
+        return self.offer((None, encode(message)))
+
+    def touch(self) -> None:
+        self._last_received = time.monotonic()
+
+    # --- the tasks ---------------------------------------------------------------------------
+    async def run_sender(self) -> None:
+        try:
+            await self._catch_up(None)
+            while True:
+                cursor, text = await self._queue.get()
+                if cursor is None:
+                    await self._send(text)
+                elif cursor <= self.last_cursor:
+                    continue
+                else:
+                    if cursor > self.last_cursor + 1:
+                        await self._catch_up(cursor - 1)
+                    await self._send(text)
+                    self.last_cursor = cursor
+        except Exception as exc:  # the socket went away under us
+            logger.debug("tunnel sender for user %s stopped: %r", self.user_id, exc)
+            await self.close(CloseCode.GOING_AWAY)
+
+    async def _catch_up(self, until: int | None) -> None:
+        """Send every logged event after last_cursor (and up to `until`)."""
+        while until is None or self.last_cursor < until:
+            page = await self._fetch_after(self.user_id, self.last_cursor, until,
+                                           self._limits.replay_batch)
+            for cursor, text in page:
+                await self._send(text)
+                self.last_cursor = cursor if cursor is not None else self.last_cursor
+            if len(page) < self._limits.replay_batch:
+                return
+
+    async def _send(self, text: str) -> None:
+        await self.websocket.send_text(text)
+        self._last_sent = time.monotonic()
+
+    async def run_watchdog(self) -> None:
+        """Heartbeat ping when idle, 4408 when the client is silent, 4001 at token expiry."""
+        tick = max(0.05, min(self._limits.ping_interval_s, self._limits.idle_timeout_s) / 4)
+        while not self.closed.is_set():
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if time.time() >= self._expires_at:
+                await self.close(CloseCode.UNAUTHORIZED, "token expired")
+            elif now - self._last_received >= self._limits.idle_timeout_s:
+                await self.close(CloseCode.IDLE, "idle")
+            elif now - self._last_sent >= self._limits.ping_interval_s:
+                self.send_message({"type": "ping", "data": {}})
+                self._last_sent = now
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.closed.is_set():
+            return
+        self.close_code = code
+        self.closed.set()
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=code, reason=reason)

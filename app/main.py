@@ -1,0 +1,114 @@
+"""App factory and lifespan. Boot: logging → discovery → database check → recovery."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import text
+
+from app.core.bus import EventBus
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.di import Registry
+from app.core.di.discovery import Discovered, discover
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import RequestContextMiddleware
+from app.core.ws import ConnectionManager
+from app.modules.components.catalog import sync_catalog
+
+logger = logging.getLogger("cascade.main")
+
+
+class StartupRefused(SystemExit):
+    pass
+
+
+def check_production(settings: Settings) -> None:
+    problems = settings.production_problems()
+    if problems:
+        print(f"cascade: refusing to start in production: {'; '.join(problems)}",
+              file=sys.stderr)
+        raise StartupRefused(2)
+
+
+def build_router(discovered: Discovered) -> APIRouter:
+    api = APIRouter(prefix="/api/v1")
+    for _name, router in sorted(discovered.routers.items()):
+        api.include_router(router)
+    return api
+
+
+def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings: Settings = app.state.settings
+        configure_logging(settings.LOG_LEVEL)
+        engine = create_engine(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE)
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        sessionmaker = create_sessionmaker(engine)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+
+        registry = Registry()
+        app.state.registry = registry
+        registry.put(Settings, settings)
+        registry.put(Discovered, discovered)
+        bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
+        registry.put(EventBus, bus)
+        registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))
+        for subscription in discovered.handlers:
+            bus.add_subscriber(subscription.patterns, subscription.handler)
+        bus.start()
+        managers: list[Any] = []
+        for _domain, cls in sorted(discovered.managers.items()):
+            instance = cls(registry)
+            registry.put(cls, instance)
+            managers.append(instance)
+        async with sessionmaker() as session, session.begin():
+            await sync_catalog(session, discovered.executors)
+        # Managers with start-up work (closing interrupted runs) do it before serving.
+        for instance in managers:
+            if hasattr(instance, "startup"):
+                await instance.startup()
+        logger.info("cascade ready: %d routers, %d managers, %d handlers, %d executors",
+                    len(discovered.routers), len(discovered.managers),
+                    len(discovered.handlers), len(discovered.executors))
+        try:
+            yield
+        finally:
+            for instance in reversed(managers):
+                if hasattr(instance, "shutdown"):
+                    await instance.shutdown()
+            await registry.get(ConnectionManager).close_all()
+            await bus.stop()
+            await engine.dispose()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, *, include_plugins: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    check_production(settings)
+    configure_logging(settings.LOG_LEVEL)
+    discovered = discover(include_plugins=include_plugins)
+    app = FastAPI(title="Cascade", version="0.1.0", lifespan=_lifespan(discovered))
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(build_router(discovered))
+    # /health also at the root, for load balancers.
+    app.include_router(discovered.routers["health"])
+    if settings.CORS_ORIGINS:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.CORS_ORIGINS,
+                           allow_credentials="*" not in settings.CORS_ORIGINS,
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["X-Request-ID"])
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
+    return app

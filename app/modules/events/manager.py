@@ -1,0 +1,151 @@
+"""Reading the event log: the audit API and the tunnel's replay."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.di import Registry
+from app.core.errors import AppError
+from app.core.events import Event
+from app.core.ws import encode
+from app.core.ws.tunnel import Outgoing
+from app.models import EventLog, Flow, Run, User
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    run_id: uuid.UUID | None = None
+    flow_id: uuid.UUID | None = None
+    type_prefix: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    user_id: int | None = None  # admins only: one user's events
+
+
+def event_from_row(row: EventLog) -> Event:
+    return Event(type=row.event_name, payload=row.payload, user_id=row.user_id,
+                 project_id=row.project_id, run_id=row.run_id, session_id=row.session_id,
+                 id=row.id, user_seq=row.user_seq, run_seq=row.run_seq,
+                 created_at=row.created_at)
+
+
+def row_to_dict(row: EventLog) -> dict[str, Any]:
+    return {
+        "id": str(row.id), "type": row.event_name, "payload": row.payload,
+        "user_id": row.user_id, "project_id": row.project_id,
+        "run_id": str(row.run_id) if row.run_id else None, "run_seq": row.run_seq,
+        "user_seq": row.user_seq, "session_id": row.session_id,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+# Paging is keyset on (user_id, user_seq): unique, and for one user it is commit order.
+def encode_cursor(user_id: int, user_seq: int) -> str:
+    raw = json.dumps([user_id, user_seq]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        user_id, user_seq = json.loads(base64.urlsafe_b64decode(padded))
+        return int(user_id), int(user_seq)
+    except Exception as exc:
+        raise AppError("the cursor is not one this API issued", code="invalid_cursor",
+                       status_code=400) from exc
+
+
+class EventLogManager:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._settings = registry.get(Settings)
+
+    def _query(self, viewer_id: int | None, filters: EventFilter) -> Select[tuple[EventLog]]:
+        query = select(EventLog)
+        if viewer_id is not None:
+            query = query.where(EventLog.user_id == viewer_id)
+        elif filters.user_id is not None:
+            query = query.where(EventLog.user_id == filters.user_id)
+        if filters.run_id is not None:
+            query = query.where(EventLog.run_id == filters.run_id)
+        if filters.flow_id is not None:
+            run_ids = select(Run.id).where(Run.flow_id == filters.flow_id)
+            flow_key = str(filters.flow_id)
+            query = query.where(or_(EventLog.run_id.in_(run_ids),
+                                    EventLog.payload["flow_id"].as_string() == flow_key))
+        if filters.type_prefix:
+            prefix = filters.type_prefix
+            query = query.where(or_(EventLog.event_name == prefix.rstrip(".*"),
+                                    EventLog.event_name.startswith(prefix.rstrip("*"),
+                                                                   autoescape=True)))
+        if filters.since is not None:
+            query = query.where(EventLog.created_at >= filters.since)
+        if filters.until is not None:
+            query = query.where(EventLog.created_at < filters.until)
+        return query.order_by(EventLog.user_id, EventLog.user_seq)
+
+    async def page(self, session: AsyncSession, *, viewer_id: int | None, filters: EventFilter,
+                   after: str | None, limit: int) -> tuple[list[EventLog], str | None]:
+        """One page; `viewer_id` None means an admin (every user's events)."""
+        query = self._query(viewer_id, filters)
+        if after is not None:
+            user_id, user_seq = decode_cursor(after)
+            query = query.where(or_(EventLog.user_id > user_id,
+                                    and_(EventLog.user_id == user_id,
+                                         EventLog.user_seq > user_seq)))
+        rows = list((await session.execute(query.limit(limit + 1))).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].user_id, rows[-1].user_seq) if more else None
+        return rows, next_cursor
+
+    async def export(self, sessionmaker: async_sessionmaker[AsyncSession], *,
+                     viewer_id: int | None, filters: EventFilter) -> AsyncIterator[bytes]:
+        """NDJSON, page by page, each page in its own short session: constant memory."""
+        after: str | None = None
+        batch = self._settings.WS_REPLAY_BATCH
+        while True:
+            async with sessionmaker() as session:
+                rows, after = await self.page(session, viewer_id=viewer_id, filters=filters,
+                                              after=after, limit=batch)
+            if rows:
+                yield "".join(json.dumps(row_to_dict(r)) + "\n" for r in rows).encode()
+            if after is None:
+                return
+
+    # --- the tunnel --------------------------------------------------------------------------
+    async def fetch_after(self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int,
+                          after: int, until: int | None, limit: int) -> list[Outgoing]:
+        query = select(EventLog).where(EventLog.user_id == user_id, EventLog.user_seq > after)
+        if until is not None:
+            query = query.where(EventLog.user_seq <= until)
+        async with sessionmaker() as session:
+            rows = (await session.execute(
+                query.order_by(EventLog.user_seq).limit(limit))).scalars().all()
+        return [(row.user_seq, encode(event_from_row(row).to_message())) for row in rows]
+
+    @staticmethod
+    async def current_cursor(sessionmaker: async_sessionmaker[AsyncSession], user_id: int) -> int:
+        async with sessionmaker() as session:
+            value = (await session.execute(
+                select(User.last_event_seq).where(User.id == user_id))).scalar_one_or_none()
+        return int(value or 0)
+
+    @staticmethod
+    async def flow_exists_for(session: AsyncSession, flow_id: uuid.UUID, user_id: int) -> bool:
+        found = await session.execute(select(Flow.id).where(Flow.id == flow_id,
+                                                            Flow.user_id == user_id))
+        return found.first() is not None
+
+
+manager_class = EventLogManager
