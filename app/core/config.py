@@ -32,8 +32,8 @@ class Settings(BaseSettings):
 
     # --- auth --------------------------------------------------------------------------------
     JWT_SECRET: str = DEFAULT_JWT_SECRET
-    ACCESS_TOKEN_MINUTES: int = 30
-    REFRESH_TOKEN_DAYS: int = 7
+    ACCESS_TOKEN_MINUTES: float = 30.0
+    REFRESH_TOKEN_DAYS: float = 7.0
     BOOTSTRAP_ADMIN_TOKEN: str = ""
     BCRYPT_ROUNDS: int = 12
     LOGIN_FAILURES_PER_MINUTE: int = 10
