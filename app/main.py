@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.core.bus import EventBus
 from app.core.config import Settings, get_settings
@@ -61,6 +62,7 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
         app.state.registry = registry
         registry.put(Settings, settings)
         registry.put(Discovered, discovered)
+        registry.put(async_sessionmaker, sessionmaker)  # type: ignore[type-abstract]
         bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
         registry.put(EventBus, bus)
         registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.bus import EventBus
 from app.core.config import Settings
+from app.core.db.hooks import run_after_commit, run_after_rollback
 from app.core.di import Registry
 
 T = TypeVar("T")
@@ -42,7 +43,9 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             bus.discard_uncommitted(session)
+            run_after_rollback(session)
             raise
+        run_after_commit(session)
         await bus.dispatch_committed(session)
 
 

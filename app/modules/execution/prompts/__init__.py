@@ -1,0 +1,1 @@
+"""Prompt templates of the seed executors, one module per concern."""

@@ -25,7 +25,6 @@ from app.modules.execution.providers.errors import (
 DEFAULT_MAX_TOKENS = 1024
 
 
-
 class ClaudeProvider:
     def __init__(self, api_key: str, base_url: str, id: str = "claude") -> None:
         self.id = id

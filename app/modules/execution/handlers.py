@@ -1,0 +1,83 @@
+"""The execution module's tunnel side: `execution.start` and `execution.cancel` messages.
+
+Run events reach tunnels through the bus bridge (app/modules/realtime/handlers.py); the
+runner itself never imports the WebSocket layer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from app.api.v1.schemas.execution import RunRequest
+from app.core.db.hooks import run_after_commit
+from app.core.di import Registry
+from app.core.errors import AppError
+from app.core.ws import ConnectionManager, Tunnel, error_message
+from app.models import User
+
+if TYPE_CHECKING:
+    from app.modules.execution.manager import ExecutionManager
+
+
+def _reply_error(tunnel: Tunnel, exc: AppError, request_id: str | None) -> None:
+    message = error_message(exc.code, exc.message, request_id)
+    if exc.details is not None:
+        message["data"]["details"] = exc.details
+    tunnel.send_message(message)
+
+
+def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    sessionmaker: Any = registry.get(async_sessionmaker)  # type: ignore[type-abstract]
+    connections = registry.get(ConnectionManager)
+
+    async def start(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
+        try:
+            request = RunRequest.model_validate(data)
+        except ValidationError as exc:
+            details = [{"field": ".".join(str(p) for p in e.get("loc", ())),
+                        "message": e.get("msg", "")} for e in exc.errors()]
+            _reply_error(tunnel, AppError("the request is not valid", code="validation_error",
+                                          details=details), request_id)
+            return
+        try:
+            async with sessionmaker() as session:
+                user = await session.get(User, tunnel.user_id)
+                if user is None:
+                    raise AppError("account not found", code="unauthorized", status_code=401)
+                run = await execution.start(session, user, request)
+                await session.commit()
+                run_after_commit(session)
+        except AppError as exc:
+            _reply_error(tunnel, exc, request_id)
+            return
+        tunnel.send_message({"type": "execution.accepted",
+                             "data": {"run_id": str(run.id), "status": run.status,
+                                      "request_id": request_id}})
+
+    async def cancel(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
+        try:
+            run_id = uuid.UUID(str(data.get("run_id")))
+        except ValueError:
+            _reply_error(tunnel, AppError("run_id must be a run's uuid", code="validation_error"),
+                         request_id)
+            return
+        try:
+            async with sessionmaker() as session:
+                user = await session.get(User, tunnel.user_id)
+                if user is None:
+                    raise AppError("account not found", code="unauthorized", status_code=401)
+                run = await execution.cancel(session, user, run_id)
+        except AppError as exc:
+            _reply_error(tunnel, exc, request_id)
+            return
+        tunnel.send_message({"type": "execution.cancel.accepted",
+                             "data": {"run_id": str(run.id), "status": run.status,
+                                      "request_id": request_id}})
+
+    connections.handle("execution.start", start)
+    connections.handle("execution.cancel", cancel)

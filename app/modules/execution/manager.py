@@ -1,0 +1,303 @@
+"""ExecutionManager: triggers runs, tracks their tasks, cancels them, reads them back.
+
+Runs are fire-and-forget tasks owned by this manager: the lifespan cancels and records them
+on shutdown, and at start-up runs that a dead process left queued or running are closed as
+`interrupted` before new work is accepted (DESIGN.md §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api.v1.schemas.execution import RunRequest
+from app.core.bus import EventBus
+from app.core.config import PROVIDER_IDS, Settings
+from app.core.db.hooks import after_commit
+from app.core.di import Registry
+from app.core.di.discovery import Discovered
+from app.core.errors import AppError, Conflict, NotFound, TooManyRequests, Unprocessable
+from app.core.events import Event, EventTypes
+from app.models import Flow, Run, RunNode, User
+from app.modules.execution.executors.api import ExecutorSpec
+from app.modules.execution.handlers import register_tunnel_handlers
+from app.modules.execution.graph import GraphProblem, parse_graph, validate_graph
+from app.modules.execution.models import ACTIVE_RUN_STATUSES, RunStatus, RunUpdate
+from app.modules.execution.plan import RunPlan, build_plan
+from app.modules.execution.providers.registry import (
+    ProviderFactory,
+    provider_has_key,
+    provider_needs_key,
+)
+from app.modules.execution.runner import Runner, RunnerLimits
+
+logger = logging.getLogger("cascade.execution")
+
+
+class ExecutionManager:
+    def __init__(self, registry: Registry) -> None:
+        self._settings = registry.get(Settings)
+        self._bus = registry.get(EventBus)
+        self._executors: Mapping[str, ExecutorSpec] = registry.get(Discovered).executors
+        self._registry = registry
+        self.providers = registry.find(ProviderFactory) or ProviderFactory(self._settings)
+        registry.put(ProviderFactory, self.providers)
+        self._tasks: dict[uuid.UUID, asyncio.Task[RunStatus]] = {}
+        self._runs_by_user: dict[int, set[uuid.UUID]] = {}
+        self._accepting = False
+
+    @property
+    def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        sessionmaker: async_sessionmaker[AsyncSession] = self._registry.get(
+            async_sessionmaker)  # type: ignore[type-abstract]
+        return sessionmaker
+
+    def limits(self) -> RunnerLimits:
+        s = self._settings
+        return RunnerLimits(
+            max_concurrent_nodes=s.MAX_NODES_PER_RUN, node_timeout_s=s.NODE_TIMEOUT_S,
+            max_attempts=s.NODE_MAX_ATTEMPTS, retry_base_delay_s=s.RETRY_BASE_DELAY_S,
+            retry_max_delay_s=s.RETRY_MAX_DELAY_S, stream=s.LLM_TOKEN_STREAM,
+            stream_interval_s=s.LLM_STREAM_COALESCE_MS / 1000)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def startup(self) -> None:
+        await self.close_interrupted_runs()
+        register_tunnel_handlers(self._registry, self)
+        self._accepting = True
+
+    async def shutdown(self) -> None:
+        self._accepting = False
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        await self.providers.aclose()
+
+    async def close_interrupted_runs(self) -> int:
+        """Runs a dead process left queued or running end as failed/interrupted."""
+        async with self._sessionmaker() as session:
+            rows = (await session.execute(
+                select(Run.id, Run.user_id, Run.project_id).where(
+                    Run.status.in_([s.value for s in ACTIVE_RUN_STATUSES])))).all()
+        error = {"code": "interrupted",
+                 "message": "the server stopped while this run was in progress"}
+        events = [Event(EventTypes.EXECUTION_FAILED, {"error": error}, user_id=row.user_id,
+                        project_id=row.project_id, run_id=row.id,
+                        state=[RunUpdate(row.id, {"status": RunStatus.FAILED.value,
+                                                  "error": error})])
+                  for row in rows]
+        if events:
+            await self._bus.emit_many(events)
+            logger.warning("closed %d interrupted run(s)", len(events))
+        return len(events)
+
+    # --- starting a run ----------------------------------------------------------------------
+    async def start(self, session: AsyncSession, user: User, request: RunRequest) -> Run:
+        if not self._accepting:
+            raise AppError("the server is not accepting runs", code="unavailable",
+                           status_code=503)
+        active = self._runs_by_user.get(user.id, set())
+        if len(active) >= self._settings.MAX_RUNS_PER_USER:
+            raise TooManyRequests(
+                f"at most {self._settings.MAX_RUNS_PER_USER} concurrent runs per user",
+                code="too_many_runs")
+        flow: Flow | None = None
+        if request.flow_id is not None:
+            flow = (await session.execute(select(Flow).where(
+                Flow.id == request.flow_id, Flow.user_id == user.id))).scalar_one_or_none()
+            if flow is None:
+                raise NotFound("flow not found")
+            raw_graph: dict[str, Any] = dict(flow.graph_data)
+        else:
+            raw_graph = {"nodes": request.nodes, "edges": request.edges or []}
+        provider_id = (request.provider_id or (flow.provider_id if flow else None)
+                       or self._settings.DEFAULT_PROVIDER)
+        graph = self._validate(raw_graph, provider_id, request)
+        run_id = uuid.uuid4()
+        available = dict(request.cached_outputs or {})
+        if request.trigger_node_id is not None and flow is not None:
+            stored = await self.latest_outputs(session, flow.id, user.id)
+            available = {**stored, **available}
+        plan = build_plan(
+            run_id=run_id, user_id=user.id, project_id=flow.project_id if flow else None,
+            flow_id=flow.id if flow else None, provider_id=provider_id, graph=graph,
+            registry=self._executors, trigger_node_id=request.trigger_node_id,
+            available_outputs=available)
+        run = Run(id=run_id, flow_id=plan.flow_id, user_id=user.id,
+                  project_id=plan.project_id, status=RunStatus.QUEUED.value,
+                  trigger_node_id=request.trigger_node_id, provider_id=provider_id,
+                  graph=raw_graph)
+        session.add(run)
+        await session.flush()
+        # Count the run against the user's limit now; start it once its row is committed
+        # (the runner numbers events against that row).
+        self._reserve(user.id, run_id)
+        after_commit(session, lambda: self._launch(plan),
+                     on_rollback=lambda: self._release(user.id, run_id))
+        return run
+
+    def _validate(self, raw: dict[str, Any], provider_id: str, request: RunRequest) -> Any:
+        s = self._settings
+        missing_key = None
+        if provider_id not in PROVIDER_IDS:
+            raise Unprocessable(f"unknown provider {provider_id!r}", code="invalid_graph",
+                                details=[{"code": "unknown_provider",
+                                          "message": f"unknown provider {provider_id!r}"}])
+        if provider_needs_key(provider_id) and not provider_has_key(provider_id, s):
+            if self._needs_provider(raw):
+                missing_key = provider_id
+        problems = validate_graph(raw, registry=self._executors, max_nodes=s.GRAPH_MAX_NODES,
+                                  max_edges=s.GRAPH_MAX_EDGES, max_bytes=s.GRAPH_MAX_BYTES,
+                                  provider_missing_key=missing_key)
+        graph = None
+        if not problems:
+            graph = parse_graph(raw)
+            if request.trigger_node_id is not None and request.trigger_node_id not in graph.nodes:
+                problems.append(GraphProblem(
+                    "unknown_trigger_node", f"trigger node {request.trigger_node_id!r} is not "
+                    "in the graph", node_id=request.trigger_node_id))
+            for node_id, output in (request.cached_outputs or {}).items():
+                if node_id not in graph.nodes:
+                    problems.append(GraphProblem("unknown_cached_node",
+                                                 f"cached output for unknown node {node_id!r}",
+                                                 node_id=node_id))
+                elif not _is_output(output):
+                    problems.append(GraphProblem(
+                        "invalid_cached_output", "a cached output is {text?: string, "
+                        "data?: object}", node_id=node_id))
+        if problems:
+            raise Unprocessable(f"the graph has {len(problems)} problem(s)",
+                                code="invalid_graph", details=[p.to_dict() for p in problems])
+        return graph
+
+    def _needs_provider(self, raw: dict[str, Any]) -> bool:
+        nodes = raw.get("nodes") if isinstance(raw, dict) else None
+        for node in nodes if isinstance(nodes, list) else []:
+            spec = self._executors.get(node.get("type")) if isinstance(node, dict) else None
+            if spec is not None and spec.api_call != "never":
+                return True
+        return False
+
+    def _launch(self, plan: RunPlan) -> None:
+        provider = self.providers.get(plan.provider_id)
+        runner = Runner(plan, bus=self._bus, provider=provider, limits=self.limits())
+        task = asyncio.create_task(runner.run(), name=f"run-{plan.run_id}")
+        self._tasks[plan.run_id] = task
+
+        def forget(_: asyncio.Task[RunStatus]) -> None:
+            self._tasks.pop(plan.run_id, None)
+            self._release(plan.user_id, plan.run_id)
+
+        task.add_done_callback(forget)
+
+    def _reserve(self, user_id: int, run_id: uuid.UUID) -> None:
+        self._runs_by_user.setdefault(user_id, set()).add(run_id)
+
+    def _release(self, user_id: int, run_id: uuid.UUID) -> None:
+        runs = self._runs_by_user.get(user_id)
+        if runs is not None:
+            runs.discard(run_id)
+            if not runs:
+                del self._runs_by_user[user_id]
+
+    async def wait(self, run_id: uuid.UUID) -> RunStatus | None:
+        """Await a run's task (tests and benchmarks)."""
+        task = self._tasks.get(run_id)
+        return await task if task is not None else None
+
+    # --- cancel ------------------------------------------------------------------------------
+    async def cancel(self, session: AsyncSession, user: User, run_id: uuid.UUID) -> Run:
+        run = await self.get_run(session, user, run_id)
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            raise Conflict("the run is not running", code="run_not_active",
+                           details={"status": run.status})
+        task.cancel()
+        # End our transaction first: on SQLite it holds the write lock the runner needs to
+        # record the cancellation.
+        await session.commit()
+        await asyncio.wait([task], timeout=5)
+        await session.refresh(run)
+        return run
+
+    # --- reading -----------------------------------------------------------------------------
+    async def get_run(self, session: AsyncSession, user: User, run_id: uuid.UUID) -> Run:
+        run = (await session.execute(select(Run).where(
+            Run.id == run_id, Run.user_id == user.id))).scalar_one_or_none()
+        if run is None:
+            raise NotFound("run not found")
+        return run
+
+    async def run_nodes(self, session: AsyncSession, run_id: uuid.UUID) -> list[RunNode]:
+        return list((await session.execute(
+            select(RunNode).where(RunNode.run_id == run_id)
+            .order_by(RunNode.level, RunNode.node_id))).scalars())
+
+    async def list_runs(self, session: AsyncSession, user: User, *, flow_id: uuid.UUID | None,
+                        status: str | None, cursor: str | None, limit: int,
+                        ) -> tuple[list[Run], str | None]:
+        query = select(Run).where(Run.user_id == user.id)
+        if flow_id is not None:
+            query = query.where(Run.flow_id == flow_id)
+        if status is not None:
+            query = query.where(Run.status == status)
+        if cursor is not None:
+            created, last_id = _decode_run_cursor(cursor)
+            query = query.where(or_(Run.created_at < created,
+                                    and_(Run.created_at == created, Run.id < last_id)))
+        rows = list((await session.execute(
+            query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1))).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_run_cursor(rows[-1]) if more else None
+        return rows, next_cursor
+
+    async def latest_outputs(self, session: AsyncSession, flow_id: uuid.UUID,
+                             user_id: int) -> dict[str, dict[str, Any]]:
+        """Node outputs of the flow's latest successful run (partial re-runs reuse them)."""
+        run_id = (await session.execute(
+            select(Run.id).where(Run.flow_id == flow_id, Run.user_id == user_id,
+                                 Run.status == RunStatus.SUCCEEDED.value)
+            .order_by(Run.created_at.desc()).limit(1))).scalar_one_or_none()
+        if run_id is None:
+            return {}
+        rows = (await session.execute(
+            select(RunNode.node_id, RunNode.output).where(
+                RunNode.run_id == run_id, RunNode.output.is_not(None)))).all()
+        return {row.node_id: row.output for row in rows if row.output is not None}
+
+
+def _is_output(value: Any) -> bool:
+    if not isinstance(value, dict) or set(value) - {"text", "data"}:
+        return False
+    return (value.get("text") is None or isinstance(value.get("text"), str)) and \
+        isinstance(value.get("data", {}), dict)
+
+
+def _encode_run_cursor(run: Run) -> str:
+    raw = json.dumps([run.created_at.isoformat(), str(run.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_run_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, run_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), uuid.UUID(run_id)
+    except Exception as exc:
+        raise AppError("the cursor is not one this API issued", code="invalid_cursor",
+                       status_code=400) from exc
+
+
+manager_class = ExecutionManager

@@ -1,0 +1,317 @@
+"""The runner: levels in order, each level's nodes with `asyncio.gather` (DESIGN.md §6).
+
+It knows the event bus and the providers, never the WebSocket layer. Every status change is
+an event carrying the state op that records it, so the run row and the node rows change in the
+same transaction as the event that announces the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.bus import EventBus
+from app.core.db.base import utcnow
+from app.core.events import Event, EventTypes
+from app.modules.execution.config.model_defaults import resolve_model
+from app.modules.execution.executors.api import (
+    AdapterInput,
+    NodeExecutionContext,
+    NodeInputs,
+    NodeOutput,
+)
+from app.modules.execution.models import (
+    NodeInsert,
+    NodeStatus,
+    NodeUpdate,
+    RunStatus,
+    RunUpdate,
+    check_transition,
+)
+from app.modules.execution.plan import RunPlan
+from app.modules.execution.providers.base import ProviderError, TextProvider
+from app.modules.execution.streaming import StreamCoalescer
+
+logger = logging.getLogger("cascade.runner")
+
+
+@dataclass(frozen=True)
+class RunnerLimits:
+    max_concurrent_nodes: int = 16
+    node_timeout_s: float = 300.0
+    max_attempts: int = 3
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 8.0
+    stream: bool = True
+    stream_interval_s: float = 0.05
+
+
+class NodeFailure(Exception):
+    def __init__(self, code: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.transient = transient
+
+
+def backoff_delay(attempt: int, limits: RunnerLimits) -> float:
+    """Exponential backoff with full jitter, bounded (attempt 1 failed → first delay)."""
+    ceiling = min(limits.retry_max_delay_s, limits.retry_base_delay_s * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Runner:
+    def __init__(self, plan: RunPlan, *, bus: EventBus, provider: TextProvider,
+                 limits: RunnerLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.plan = plan
+        self._bus = bus
+        self._provider = provider
+        self._limits = limits
+        self._clock = clock
+        self._status: dict[str, NodeStatus | None] = dict.fromkeys(plan.node_ids)
+        self._outputs: dict[str, dict[str, Any]] = {}
+        self._blocked_by: dict[str, str] = {}  # node → the failed node that skips it
+        self._tokens = {"input": 0, "output": 0}
+        self._semaphore = asyncio.Semaphore(limits.max_concurrent_nodes)
+
+    # --- events ------------------------------------------------------------------------------
+    def _event(self, type_: str, payload: dict[str, Any], *state: Any) -> Event:
+        return Event(type_, payload, user_id=self.plan.user_id, project_id=self.plan.project_id,
+                     run_id=self.plan.run_id, state=list(state))
+
+    def _node_event(self, node_id: str, status: NodeStatus, payload: dict[str, Any],
+                    values: dict[str, Any], *, type_: str = EventTypes.EXECUTION_NODE_STATUS,
+                    ) -> Event:
+        check_transition(node_id, self._status[node_id], status)
+        self._status[node_id] = status
+        return self._event(type_, {"node_id": node_id, "status": status.value, **payload},
+                           NodeUpdate(self.plan.run_id, node_id, {"status": status.value,
+                                                                  **values}))
+
+    # --- the run -----------------------------------------------------------------------------
+    async def run(self) -> RunStatus:
+        plan = self.plan
+        try:
+            await self._start()
+            for level in plan.levels:
+                runnable = [n for n in level if n in plan.to_run]
+                await self._run_level(runnable)
+            return await self._complete()
+        except asyncio.CancelledError:
+            await self._record_cancel()
+            return RunStatus.CANCELLED
+        except Exception as exc:
+            logger.exception("run %s failed", plan.run_id)
+            await self._record_fatal(exc)
+            return RunStatus.FAILED
+
+    async def _start(self) -> None:
+        plan = self.plan
+        levels = plan.level_of()
+        started = self._event(EventTypes.EXECUTION_STARTED, {
+            "flow_id": str(plan.flow_id) if plan.flow_id else None,
+            "trigger_node_id": plan.trigger_node_id, "provider_id": plan.provider_id,
+            "node_ids": plan.node_ids,
+        }, RunUpdate(plan.run_id, {"status": RunStatus.RUNNING.value, "started_at": utcnow()}))
+        events = [started]
+        for node_id in plan.node_ids:
+            check_transition(node_id, None, NodeStatus.PENDING)
+            self._status[node_id] = NodeStatus.PENDING
+            events.append(self._event(
+                EventTypes.EXECUTION_NODE_STATUS,
+                {"node_id": node_id, "status": NodeStatus.PENDING.value},
+                NodeInsert({"run_id": plan.run_id, "node_id": node_id,
+                            "node_type": plan.graph.nodes[node_id].type,
+                            "status": NodeStatus.PENDING.value, "level": levels[node_id]})))
+        for node_id, output in plan.cached.items():
+            self._outputs[node_id] = output
+            events.append(self._node_event(node_id, NodeStatus.CACHED, {"output": output},
+                                           {"output": output}))
+        await self._bus.emit_many(events)
+
+    async def _run_level(self, node_ids: list[str]) -> None:
+        skipped = []
+        runnable = []
+        for node_id in node_ids:
+            blocker = self._blocker(node_id)
+            if blocker is None:
+                runnable.append(node_id)
+            else:
+                self._blocked_by[node_id] = blocker
+                skipped.append(self._node_event(
+                    node_id, NodeStatus.SKIPPED, {"skipped_because": blocker},
+                    {"skipped_because": blocker}))
+        if skipped:
+            await self._bus.emit_many(skipped)
+        if runnable:
+            await asyncio.gather(*(self._run_node(node_id) for node_id in runnable))
+
+    def _blocker(self, node_id: str) -> str | None:
+        """The failed node upstream that stops this one, if any."""
+        for parent in self.plan.graph.parents_of.get(node_id, ()):
+            status = self._status.get(parent)
+            if status == NodeStatus.FAILED:
+                return parent
+            if status in (NodeStatus.SKIPPED, NodeStatus.CANCELLED):
+                return self._blocked_by.get(parent, parent)
+        return None
+
+    # --- one node ----------------------------------------------------------------------------
+    def _inputs(self, node_id: str) -> NodeInputs:
+        graph = self.plan.graph
+        text: dict[str, str] = {}
+        adapters: dict[str, AdapterInput] = {}
+        # Stable order: parents by their position in the flow's node list.
+        edges = sorted((e for e in graph.edges if e.target == node_id),
+                       key=lambda e: graph.nodes[e.source].index)
+        for edge in edges:
+            output = self._outputs.get(edge.source, {})
+            if self.plan.edge_kinds.get(edge.id) == "adapter":
+                adapters[edge.source] = AdapterInput(
+                    source_node_id=edge.source, source_type=graph.nodes[edge.source].type,
+                    data=output.get("data") or {}, text=output.get("text"))
+            elif output.get("text") is not None:
+                text[edge.source] = output["text"]
+        return NodeInputs(text=text, adapters=adapters)
+
+    async def _run_node(self, node_id: str) -> None:
+        async with self._semaphore:
+            plan = self.plan
+            spec = plan.specs[node_id]
+            common = plan.commons[node_id]
+            model = resolve_model(common.model, spec.type, plan.provider_id)
+            timeout_s = common.timeout_s or self._limits.node_timeout_s
+            max_attempts = min(common.max_attempts or self._limits.max_attempts,
+                               max(self._limits.max_attempts, 1) * 4)
+            inputs = self._inputs(node_id)
+            stream = StreamCoalescer(self._bus.emit, user_id=plan.user_id, run_id=plan.run_id,
+                                     node_id=node_id, interval_s=self._limits.stream_interval_s)
+            started_at = utcnow()
+            began = self._clock()
+            attempt = 0
+            while True:
+                attempt += 1
+                await self._bus.emit(self._node_event(
+                    node_id, NodeStatus.RUNNING,
+                    {"attempt": attempt, "max_attempts": max_attempts, "model": model},
+                    {"attempt": attempt, "model": model, "started_at": started_at}))
+                ctx = NodeExecutionContext(
+                    node_id=node_id, node_type=spec.type, run_id=str(plan.run_id),
+                    user_id=plan.user_id, config=plan.configs[node_id], inputs=inputs,
+                    provider=self._provider, model=model, attempt=attempt, timeout_s=timeout_s,
+                )
+                if self._limits.stream:
+                    ctx._stream_sink = stream.push
+                try:
+                    output = await self._attempt(spec.execute, ctx, timeout_s)
+                except NodeFailure as failure:
+                    stream.reset()
+                    self._count_tokens(ctx)
+                    if failure.transient and attempt < max_attempts:
+                        await asyncio.sleep(backoff_delay(attempt, self._limits))
+                        continue
+                    await self._fail(node_id, failure, attempt, began)
+                    return
+                await stream.flush()
+                self._count_tokens(ctx)
+                await self._complete_node(node_id, output, ctx, began)
+                return
+
+    async def _attempt(self, execute: Any, ctx: NodeExecutionContext,
+                       timeout_s: float) -> NodeOutput:
+        try:
+            async with asyncio.timeout(timeout_s):
+                output = await execute(ctx)
+        except TimeoutError as exc:
+            raise NodeFailure("timeout", f"the node took longer than {timeout_s:g} s",
+                              transient=True) from exc
+        except ProviderError as exc:
+            raise NodeFailure(exc.code, exc.message, transient=exc.transient) from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise NodeFailure("executor_error", str(exc) or type(exc).__name__) from exc
+        if not isinstance(output, NodeOutput):
+            raise NodeFailure("executor_error",
+                              f"the executor returned {type(output).__name__}, not NodeOutput")
+        return output
+
+    def _count_tokens(self, ctx: NodeExecutionContext) -> None:
+        self._tokens["input"] += ctx.usage["input"]
+        self._tokens["output"] += ctx.usage["output"]
+
+    async def _complete_node(self, node_id: str, output: NodeOutput,
+                             ctx: NodeExecutionContext, began: float) -> None:
+        value = output.model_dump(mode="json")
+        self._outputs[node_id] = value
+        duration_ms = int((self._clock() - began) * 1000)
+        tokens = {"input": ctx.usage["input"], "output": ctx.usage["output"]}
+        await self._bus.emit(self._node_event(
+            node_id, NodeStatus.COMPLETED,
+            {"output": value, "duration_ms": duration_ms, "model": ctx.model, "tokens": tokens,
+             "attempt": ctx.attempt},
+            {"output": value, "duration_ms": duration_ms, "finished_at": utcnow(),
+             "tokens_input": tokens["input"], "tokens_output": tokens["output"]},
+            type_=EventTypes.EXECUTION_NODE_COMPLETED))
+
+    async def _fail(self, node_id: str, failure: NodeFailure, attempt: int,
+                    began: float) -> None:
+        error = {"code": failure.code, "message": failure.message}
+        duration_ms = int((self._clock() - began) * 1000)
+        await self._bus.emit(self._node_event(
+            node_id, NodeStatus.FAILED,
+            {"error": error, "attempt": attempt, "duration_ms": duration_ms},
+            {"error": error, "duration_ms": duration_ms, "finished_at": utcnow()},
+            type_=EventTypes.EXECUTION_NODE_FAILED))
+
+    # --- the end -----------------------------------------------------------------------------
+    def _ids(self, status: NodeStatus) -> list[str]:
+        return [n for n in self.plan.node_ids if self._status[n] == status]
+
+    def _sink_outputs(self) -> dict[str, Any]:
+        children = self.plan.graph.children_of
+        return {n: self._outputs[n] for n in self.plan.node_ids
+                if n in self._outputs and not children.get(n)}
+
+    def _totals(self) -> dict[str, Any]:
+        return {"tokens_input": self._tokens["input"], "tokens_output": self._tokens["output"],
+                "finished_at": utcnow()}
+
+    async def _complete(self) -> RunStatus:
+        failed = self._ids(NodeStatus.FAILED)
+        status = RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
+        outputs = self._sink_outputs()
+        await self._bus.emit(self._event(EventTypes.EXECUTION_COMPLETED, {
+            "status": status.value, "outputs": outputs, "failed_node_ids": failed,
+            "skipped_node_ids": self._ids(NodeStatus.SKIPPED),
+            "tokens": {"input": self._tokens["input"], "output": self._tokens["output"]},
+        }, RunUpdate(self.plan.run_id, {"status": status.value, "outputs": outputs,
+                                        **self._totals()})))
+        return status
+
+    async def _record_cancel(self) -> None:
+        events = [self._node_event(n, NodeStatus.CANCELLED, {}, {"finished_at": utcnow()})
+                  for n in self.plan.node_ids
+                  if self._status[n] in (NodeStatus.PENDING, NodeStatus.RUNNING)]
+        events.append(self._event(EventTypes.EXECUTION_CANCELLED, {
+            "cancelled_node_ids": [e.payload["node_id"] for e in events],
+            "outputs": self._sink_outputs(),
+        }, RunUpdate(self.plan.run_id, {"status": RunStatus.CANCELLED.value,
+                                        **self._totals()})))
+        await self._bus.emit_many(events)
+
+    async def _record_fatal(self, exc: Exception) -> None:
+        error = {"code": "internal_error", "message": str(exc) or type(exc).__name__}
+        try:
+            await self._bus.emit(self._event(
+                EventTypes.EXECUTION_FAILED, {"error": error},
+                RunUpdate(self.plan.run_id, {"status": RunStatus.FAILED.value, "error": error,
+                                             **self._totals()})))
+        except Exception:
+            logger.exception("could not record the failure of run %s", self.plan.run_id)
+
