@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
+from alembic import context
 from app.core.config import get_settings
 from app.core.db.base import Base, UTCDateTime
 from app.core.db.engine import create_engine, normalize_url

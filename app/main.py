@@ -62,7 +62,7 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
         app.state.registry = registry
         registry.put(Settings, settings)
         registry.put(Discovered, discovered)
-        registry.put(async_sessionmaker, sessionmaker)  # type: ignore[type-abstract]
+        registry.put(async_sessionmaker, sessionmaker)
         bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
         registry.put(EventBus, bus)
         registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))

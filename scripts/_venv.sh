@@ -13,8 +13,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "Installing dependencies into .venv ..." >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]" >&2
+  # pip's notes about this machine's extra local indexes are noise; errors still show.
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
+  "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" >&2 || true
+  "$VENV/bin/python" -c "import app, fastapi, sqlalchemy, pytest" >/dev/null
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

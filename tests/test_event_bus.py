@@ -73,6 +73,28 @@ async def test_emit_writes_the_log_before_any_subscriber_runs(
     assert [t for t, _, _ in checked][-2:] == ["flow.created", "flow.updated"]
 
 
+async def test_a_request_commits_and_dispatches_its_events_before_it_answers(
+        live_server: LiveServer, live_client: httpx.AsyncClient) -> None:
+    """An event written inside a request (`emit_in`) is committed and dispatched before the
+    client gets its response (read-your-writes; app/api/deps.py promises it)."""
+    account = await sign_up_and_login(live_client)
+    app = live_server.app
+    dispatched: list[Event] = []
+
+    async def slow_subscriber(event: Event, registry: Registry) -> None:
+        await asyncio.sleep(0.3)
+        dispatched.append(event)
+
+    bus_of(app).add_subscriber(("project.*",), slow_subscriber)
+    r = await live_client.post("/api/v1/projects", json={"name": "p"}, headers=account.headers)
+    assert r.status_code == 201, r.text
+    # At the moment the response arrives: the event is dispatched and committed.
+    assert [e.type for e in dispatched] == [EventTypes.PROJECT_CREATED]
+    rows = await db_rows(app, account.id)
+    assert rows[-1].event_name == EventTypes.PROJECT_CREATED
+    assert rows[-1].payload["project_id"] == r.json()["id"]
+
+
 async def test_nothing_reaches_a_tunnel_that_is_not_in_the_log(
         live_server: LiveServer, live_client: httpx.AsyncClient) -> None:
     """Every message a client gets with a cursor is already readable from the log."""

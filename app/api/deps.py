@@ -49,7 +49,10 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         await bus.dispatch_committed(session)
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_db)]
+# scope="function": the commit and the dispatch run before the response is sent. FastAPI's
+# default for a yield dependency ("request") runs them after, so a client could get 201
+# for a write that is not committed yet (or that then fails to commit).
+SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
 def manager(cls: type[T]) -> Any:

@@ -7,11 +7,10 @@ prove it. Names of the settings that clients and operators rely on are fixed by 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 DEFAULT_JWT_SECRET = "change-me-development-only-secret"
 

@@ -27,17 +27,26 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus.log import forget_numbers, write_events
 from app.core.di.registry import Registry
-from app.core.events import Event, Handler, matches
+from app.core.events import Event, EventTypes, Handler, matches
 
 logger = logging.getLogger("cascade.bus")
 
 _PENDING_KEY = "cascade_pending_events"
 
 
+def _check_types(events: Sequence[Event]) -> None:
+    """Refuse the whole call when any event's type is not a known one (Event checks its type
+    when built, but the dataclass is mutable)."""
+    for event in events:
+        if event.type not in EventTypes.PERSISTED and event.type not in EventTypes.EPHEMERAL:
+            raise ValueError(f"unknown event type {event.type!r}")
+
+
 @dataclass
 class _Write:
     events: list[Event]
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class EventBus:
@@ -101,6 +110,7 @@ class EventBus:
         """Persist (persisted types) and dispatch events in order; returns after both."""
         if not events:
             return
+        _check_types(events)
         if not any(e.persisted for e in events):
             await self.dispatch(events)
             return
@@ -166,6 +176,7 @@ class EventBus:
 
     # --- events inside a caller's transaction ------------------------------------------------
     async def emit_in(self, session: AsyncSession, *events: Event) -> None:
+        _check_types(events)
         await write_events(session, events)
         session.info.setdefault(_PENDING_KEY, []).extend(events)
 

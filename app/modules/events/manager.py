@@ -70,7 +70,7 @@ class EventLogManager:
         self._registry = registry
         self._settings = registry.get(Settings)
 
-    def _query(self, viewer_id: int | None, filters: EventFilter) -> Select[tuple[EventLog]]:
+    def _query(self, viewer_id: int | None, filters: EventFilter) -> Select[EventLog]:
         query = select(EventLog)
         if viewer_id is not None:
             query = query.where(EventLog.user_id == viewer_id)

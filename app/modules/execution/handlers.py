@@ -32,7 +32,7 @@ def _reply_error(tunnel: Tunnel, exc: AppError, request_id: str | None) -> None:
 def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    sessionmaker: Any = registry.get(async_sessionmaker)  # type: ignore[type-abstract]
+    sessionmaker: Any = registry.get(async_sessionmaker)
     connections = registry.get(ConnectionManager)
 
     async def start(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:

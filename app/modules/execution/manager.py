@@ -29,8 +29,8 @@ from app.core.errors import AppError, Conflict, NotFound, TooManyRequests, Unpro
 from app.core.events import Event, EventTypes
 from app.models import Flow, Run, RunNode, User
 from app.modules.execution.executors.api import ExecutorSpec
-from app.modules.execution.handlers import register_tunnel_handlers
 from app.modules.execution.graph import GraphProblem, parse_graph, validate_graph
+from app.modules.execution.handlers import register_tunnel_handlers
 from app.modules.execution.models import ACTIVE_RUN_STATUSES, RunStatus, RunUpdate
 from app.modules.execution.plan import RunPlan, build_plan
 from app.modules.execution.providers.registry import (
@@ -58,7 +58,7 @@ class ExecutionManager:
     @property
     def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         sessionmaker: async_sessionmaker[AsyncSession] = self._registry.get(
-            async_sessionmaker)  # type: ignore[type-abstract]
+            async_sessionmaker)
         return sessionmaker
 
     def limits(self) -> RunnerLimits:
@@ -184,7 +184,7 @@ class ExecutionManager:
     def _needs_provider(self, raw: dict[str, Any]) -> bool:
         nodes = raw.get("nodes") if isinstance(raw, dict) else None
         for node in nodes if isinstance(nodes, list) else []:
-            spec = self._executors.get(node.get("type")) if isinstance(node, dict) else None
+            spec = self._executors.get(str(node.get("type"))) if isinstance(node, dict) else None
             if spec is not None and spec.api_call != "never":
                 return True
         return False

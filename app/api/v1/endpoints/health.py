@@ -21,7 +21,8 @@ async def ready(request: Request) -> dict[str, Any] | JSONResponse:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
         return JSONResponse(
-            {"error": {"code": "unavailable", "message": f"database unreachable: {type(exc).__name__}",
+            {"error": {"code": "unavailable",
+                       "message": f"database unreachable: {type(exc).__name__}",
                        "details": None, "request_id": request.state.request_id}},
             status_code=503)
     return {"status": "ready", "database": "ok"}
