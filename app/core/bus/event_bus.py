@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +32,8 @@ from app.core.events import Event, EventTypes, Handler, matches
 logger = logging.getLogger("cascade.bus")
 
 _PENDING_KEY = "cascade_pending_events"
+
+Persist = Callable[[list[Event]], Awaitable[None]]
 
 
 def _check_types(events: Sequence[Event]) -> None:
@@ -52,9 +54,11 @@ class _Write:
 class EventBus:
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], registry: Registry,
-        *, batch_max: int = 500,
+        *, batch_max: int = 500, persist: Persist | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Benchmarks swap the database for app.core.bus.memory.InMemoryEventLog.
+        self._persist_override = persist
         self._registry = registry
         self._batch_max = batch_max
         self._subscribers: list[tuple[tuple[str, ...], Handler]] = []
@@ -110,17 +114,25 @@ class EventBus:
         """Persist (persisted types) and dispatch events in order; returns after both."""
         if not events:
             return
-        _check_types(events)
-        if not any(e.persisted for e in events):
-            await self.dispatch(events)
-            return
+        # Shielded: an emitter that is cancelled (a cancelled run) must not unpick a write
+        # that may already be committed; the writer finishes it either way.
+        await asyncio.shield(self.enqueue(events))
+
+    def enqueue(self, events: Sequence[Event]) -> asyncio.Future[None]:
+        """Queue events without waiting; the future resolves once they are committed and
+        dispatched. Writes are committed and dispatched in the order they were queued, so an
+        emitter that does not wait (the runner) still sees its events logged in order.
+        Ephemeral events ride the same queue, so they never overtake earlier events."""
         if self._writer is None:
             raise RuntimeError("the event bus is not started")
         write = _Write(list(events))
         self._queue.put_nowait(write)
-        # Shielded: an emitter that is cancelled (a cancelled run) must not unpick a write
-        # that may already be committed; the writer finishes it either way.
-        await asyncio.shield(write.done)
+        return write.done
+
+    @property
+    def backlog(self) -> int:
+        """Writes queued and not yet taken by the writer."""
+        return self._queue.qsize()
 
     async def _run_writer(self) -> None:
         while True:
@@ -159,6 +171,11 @@ class EventBus:
         await self._finish(batch)
 
     async def _persist(self, events: list[Event]) -> None:
+        if not any(event.persisted for event in events):
+            return
+        if self._persist_override is not None:
+            await self._persist_override(events)
+            return
         async with self._sessionmaker() as session, session.begin():
             await write_events(session, events)
 

@@ -39,6 +39,10 @@ from app.modules.execution.streaming import StreamCoalescer
 
 logger = logging.getLogger("cascade.runner")
 
+# Wait for the log after this many unconfirmed writes, or when the writer's queue is longer.
+_CONFIRM_EVERY = 2000
+_MAX_BACKLOG = 5000
+
 
 @dataclass(frozen=True)
 class RunnerLimits:
@@ -78,6 +82,23 @@ class Runner:
         self._blocked_by: dict[str, str] = {}  # node → the failed node that skips it
         self._tokens = {"input": 0, "output": 0}
         self._semaphore = asyncio.Semaphore(limits.max_concurrent_nodes)
+        self._unconfirmed: list[asyncio.Future[None]] = []
+
+    # --- publishing --------------------------------------------------------------------------
+    async def _publish(self, *events: Event) -> None:
+        """Queue events for the log without waiting for their commit: the writer keeps their
+        order, and a chain of nodes does not pay one commit per event. The run waits for
+        every write before it ends (`_confirm`), and waits early when the writer falls
+        behind, so the backlog stays bounded."""
+        self._unconfirmed.append(self._bus.enqueue(events))
+        if len(self._unconfirmed) >= _CONFIRM_EVERY or self._bus.backlog > _MAX_BACKLOG:
+            await self._confirm()
+
+    async def _confirm(self) -> None:
+        pending, self._unconfirmed = self._unconfirmed, []
+        if pending:
+            # Shielded: a cancelled run still waits for what it already wrote.
+            await asyncio.shield(asyncio.gather(*pending))
 
     # --- events ------------------------------------------------------------------------------
     def _event(self, type_: str, payload: dict[str, Any], *state: Any) -> Event:
@@ -132,7 +153,7 @@ class Runner:
             self._outputs[node_id] = output
             events.append(self._node_event(node_id, NodeStatus.CACHED, {"output": output},
                                            {"output": output}))
-        await self._bus.emit_many(events)
+        await self._publish(*events)
 
     async def _run_level(self, node_ids: list[str]) -> None:
         skipped = []
@@ -147,7 +168,7 @@ class Runner:
                     node_id, NodeStatus.SKIPPED, {"skipped_because": blocker},
                     {"skipped_because": blocker}))
         if skipped:
-            await self._bus.emit_many(skipped)
+            await self._publish(*skipped)
         if runnable:
             await asyncio.gather(*(self._run_node(node_id) for node_id in runnable))
 
@@ -189,14 +210,14 @@ class Runner:
             max_attempts = min(common.max_attempts or self._limits.max_attempts,
                                max(self._limits.max_attempts, 1) * 4)
             inputs = self._inputs(node_id)
-            stream = StreamCoalescer(self._bus.emit, user_id=plan.user_id, run_id=plan.run_id,
+            stream = StreamCoalescer(self._publish, user_id=plan.user_id, run_id=plan.run_id,
                                      node_id=node_id, interval_s=self._limits.stream_interval_s)
             started_at = utcnow()
             began = self._clock()
             attempt = 0
             while True:
                 attempt += 1
-                await self._bus.emit(self._node_event(
+                await self._publish(self._node_event(
                     node_id, NodeStatus.RUNNING,
                     {"attempt": attempt, "max_attempts": max_attempts, "model": model},
                     {"attempt": attempt, "model": model, "started_at": started_at}))
@@ -251,7 +272,7 @@ class Runner:
         self._outputs[node_id] = value
         duration_ms = int((self._clock() - began) * 1000)
         tokens = {"input": ctx.usage["input"], "output": ctx.usage["output"]}
-        await self._bus.emit(self._node_event(
+        await self._publish(self._node_event(
             node_id, NodeStatus.COMPLETED,
             {"output": value, "duration_ms": duration_ms, "model": ctx.model, "tokens": tokens,
              "attempt": ctx.attempt},
@@ -263,7 +284,7 @@ class Runner:
                     began: float) -> None:
         error = {"code": failure.code, "message": failure.message}
         duration_ms = int((self._clock() - began) * 1000)
-        await self._bus.emit(self._node_event(
+        await self._publish(self._node_event(
             node_id, NodeStatus.FAILED,
             {"error": error, "attempt": attempt, "duration_ms": duration_ms},
             {"error": error, "duration_ms": duration_ms, "finished_at": utcnow()},
@@ -286,12 +307,13 @@ class Runner:
         failed = self._ids(NodeStatus.FAILED)
         status = RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
         outputs = self._sink_outputs()
-        await self._bus.emit(self._event(EventTypes.EXECUTION_COMPLETED, {
+        await self._publish(self._event(EventTypes.EXECUTION_COMPLETED, {
             "status": status.value, "outputs": outputs, "failed_node_ids": failed,
             "skipped_node_ids": self._ids(NodeStatus.SKIPPED),
             "tokens": {"input": self._tokens["input"], "output": self._tokens["output"]},
         }, RunUpdate(self.plan.run_id, {"status": status.value, "outputs": outputs,
                                         **self._totals()})))
+        await self._confirm()
         return status
 
     async def _record_cancel(self) -> None:
@@ -303,11 +325,12 @@ class Runner:
             "outputs": self._sink_outputs(),
         }, RunUpdate(self.plan.run_id, {"status": RunStatus.CANCELLED.value,
                                         **self._totals()})))
-        await self._bus.emit_many(events)
+        await self._publish(*events)
 
     async def _record_fatal(self, exc: Exception) -> None:
         error = {"code": "internal_error", "message": str(exc) or type(exc).__name__}
         try:
+            self._unconfirmed.clear()
             await self._bus.emit(self._event(
                 EventTypes.EXECUTION_FAILED, {"error": error},
                 RunUpdate(self.plan.run_id, {"status": RunStatus.FAILED.value, "error": error,
