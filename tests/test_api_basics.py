@@ -57,16 +57,16 @@ async def test_validation_error_is_422_with_details(client: httpx.AsyncClient) -
     assert_error(await client.post("/api/v1/users", json=[1, 2, 3]), 422, "validation_error")
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b'{"email": "a@b.c",', b"\xff\xfe", b"{'a': 1}"])
-async def test_malformed_json_is_400_in_the_error_shape(client: httpx.AsyncClient,
-                                                        raw: bytes) -> None:
-    r = await client.post("/api/v1/users", content=raw,
+async def test_malformed_json_is_400_in_the_error_shape(client: httpx.AsyncClient) -> None:
+    for raw in (b"{not json", b'{"email": "a@b.c",', b"{'a': 1}", b'{"a": 1} trailing'):
+        r = await client.post("/api/v1/users", content=raw,
+                              headers={"Content-Type": "application/json"})
+        assert_error(r, 400, "malformed_json")
+    # Bytes that are not even UTF-8 are refused in the same shape.
+    r = await client.post("/api/v1/users", content=b"\xff\xfe{",
                           headers={"Content-Type": "application/json"})
     assert r.status_code in (400, 422), r.text
     assert_error(r, r.status_code)
-    assert r.json()["error"]["code"] in ("malformed_json", "validation_error")
-    if raw.startswith(b"{"):
-        assert_error(r, 400, "malformed_json")
 
 
 async def test_missing_token_is_401_in_the_error_shape(client: httpx.AsyncClient) -> None:
@@ -151,23 +151,22 @@ async def test_every_response_has_a_request_id(client: httpx.AsyncClient) -> Non
     assert len(seen) == len(responses)  # a new id per request
 
 
-@pytest.mark.parametrize("given", ["abc-123", "req.2024_01-XYZ", "a" * 128,
-                                   "0f8fad5b-d9cb-469f-a165-70867728950e"])
-async def test_a_sane_request_id_is_echoed(client: httpx.AsyncClient, given: str) -> None:
-    r = await client.get("/health", headers={"X-Request-ID": given})
-    assert r.headers["x-request-id"] == given
-    r = await client.get("/api/v1/nope", headers={"X-Request-ID": given})
-    assert r.headers["x-request-id"] == given
-    assert r.json()["error"]["request_id"] == given
+async def test_a_sane_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    for given in ("abc-123", "req.2024_01-XYZ", "a" * 128,
+                  "0f8fad5b-d9cb-469f-a165-70867728950e"):
+        r = await client.get("/health", headers={"X-Request-ID": given})
+        assert r.headers["x-request-id"] == given
+        r = await client.get("/api/v1/nope", headers={"X-Request-ID": given})
+        assert r.headers["x-request-id"] == given
+        assert r.json()["error"]["request_id"] == given
 
 
-@pytest.mark.parametrize("given", ["", "a" * 129, "has space", "new\\nline", "<script>",
-                                   "semi;colon"])
-async def test_an_insane_request_id_is_replaced(client: httpx.AsyncClient, given: str) -> None:
-    r = await client.get("/api/v1/nope", headers={"X-Request-ID": given})
-    request_id = r.headers["x-request-id"]
-    assert request_id and request_id != given
-    assert r.json()["error"]["request_id"] == request_id
+async def test_an_insane_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    for given in ("", "a" * 129, "has space", "new\\nline", "<script>", "semi;colon"):
+        r = await client.get("/api/v1/nope", headers={"X-Request-ID": given})
+        request_id = r.headers["x-request-id"]
+        assert request_id and request_id != given
+        assert r.json()["error"]["request_id"] == request_id
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

@@ -330,6 +330,8 @@ async def test_slow_answer_times_out(
     assert (caught.value.code, caught.value.transient) == ("provider_timeout", True)
     assert "0.25" in caught.value.message
     assert len(fake_llm.requests) == 1
+    # The provider instance is still usable for the engine's next attempt.
+    assert (await call(sdk_provider, mode, request)).text == reply_for("hi")
 
 
 @shared_loop
@@ -387,7 +389,7 @@ def _anthropic_stream_error(error_type: str) -> anthropic.APIStatusError:
 def test_anthropic_error_event_inside_a_stream(error_type: str, code: str, transient: bool) -> None:
     error = map_anthropic_error(_anthropic_stream_error(error_type), "claude")
 
-    assert (error.code, error.transient) == (code, transient)
+    assert (error.code, error.transient, error.status) == (code, transient, None)
     assert "error event in stream" in error.message
 
 

@@ -8,6 +8,7 @@ import re
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("cascade.http")
@@ -15,8 +16,15 @@ logger = logging.getLogger("cascade.http")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body without Content-Length (chunked) passes the limit.
+
+    An HTTPException, because FastAPI turns any other error raised while it reads the body
+    into a 400 "error parsing the body"; this one it re-raises, and the app's handler
+    answers 413 in the error shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 def _error(code: str, message: str, request_id: str) -> bytes:
@@ -73,7 +81,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body_bytes)
             return message
 
         try:

@@ -116,7 +116,8 @@ class Tunnel:
         """Heartbeat ping when idle, 4408 when the client is silent, 4001 at token expiry."""
         tick = max(0.05, min(self._limits.ping_interval_s, self._limits.idle_timeout_s) / 4)
         while not self.closed.is_set():
-            await asyncio.sleep(tick)
+            # Wake at the token's expiry too, not up to a whole tick after it.
+            await asyncio.sleep(min(tick, max(0.0, self._expires_at - time.time())))
             now = time.monotonic()
             if time.time() >= self._expires_at:
                 await self.close(CloseCode.UNAUTHORIZED, "token expired")

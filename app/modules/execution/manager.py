@@ -33,6 +33,13 @@ from app.modules.execution.graph import GraphProblem, parse_graph, validate_grap
 from app.modules.execution.handlers import register_tunnel_handlers
 from app.modules.execution.models import ACTIVE_RUN_STATUSES, RunStatus, RunUpdate
 from app.modules.execution.plan import RunPlan, build_plan
+from app.modules.execution.providers.base import (
+    Completion,
+    CompletionRequest,
+    DeltaCallback,
+    ProviderError,
+    TextProvider,
+)
 from app.modules.execution.providers.registry import (
     ProviderFactory,
     provider_has_key,
@@ -190,7 +197,13 @@ class ExecutionManager:
         return False
 
     def _launch(self, plan: RunPlan) -> None:
-        provider = self.providers.get(plan.provider_id)
+        try:
+            provider: TextProvider = self.providers.get(plan.provider_id)
+        except ProviderError as exc:
+            # Validation let the run through because none of its nodes needs the provider
+            # (no key, nothing calls it); a node that calls it after all fails with this error
+            # instead of the trigger crashing after the run row was committed.
+            provider = _UnavailableProvider(plan.provider_id, exc)
         runner = Runner(plan, bus=self._bus, provider=provider, limits=self.limits())
         task = asyncio.create_task(runner.run(), name=f"run-{plan.run_id}")
         self._tasks[plan.run_id] = task
@@ -276,6 +289,20 @@ class ExecutionManager:
             select(RunNode.node_id, RunNode.output).where(
                 RunNode.run_id == run_id, RunNode.output.is_not(None)))).all()
         return {row.node_id: row.output for row in rows if row.output is not None}
+
+
+class _UnavailableProvider:
+    """Stands in for a provider that cannot be built; every call fails with why."""
+
+    def __init__(self, provider_id: str, error: ProviderError) -> None:
+        self.id = provider_id
+        self._error = error
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        raise ProviderError(self._error.code, self._error.message, transient=False)
+
+    async def stream(self, request: CompletionRequest, on_delta: DeltaCallback) -> Completion:
+        raise ProviderError(self._error.code, self._error.message, transient=False)
 
 
 def _is_output(value: Any) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from functools import partial
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -39,6 +40,10 @@ async def _authenticate(websocket: WebSocket, registry: Registry) -> tuple[int, 
     except InvalidToken:
         return None
     if claims.role != "user":
+        return None
+    # jose compares `exp` with the current time in whole seconds; a token whose expiry has
+    # passed (and that the watchdog would close at once) gets no session.
+    if claims.expires_at.timestamp() <= time.time():
         return None
     async with websocket.app.state.sessionmaker() as session:
         user = await session.get(User, claims.subject)
@@ -80,9 +85,8 @@ async def tunnel_endpoint(websocket: WebSocket) -> None:
     user_id, expires_at = auth
     current = await events.current_cursor(sessionmaker, user_id)
     after = _parse_after(websocket.query_params.get("after"))
-    if after == -1:
-        await websocket.send_text(encode(error_message(
-            "invalid_cursor", "after must be a non-negative integer cursor")))
+    bad_after = after == -1
+    if bad_after:
         after = None
     # No cursor: start live from now. A cursor beyond the log means nothing to replay.
     start = current if after is None else min(after, current)
@@ -103,6 +107,9 @@ async def tunnel_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.send_text(encode({"type": "connection.ready",
                                       "data": {"user_id": user_id, "cursor": current}}))
+    if bad_after:  # reported after connection.ready, which is always the first message
+        await websocket.send_text(encode(error_message(
+            "invalid_cursor", "after must be a non-negative integer cursor")))
     sender = asyncio.create_task(tunnel.run_sender())
     watchdog = asyncio.create_task(tunnel.run_watchdog())
     receiver = asyncio.create_task(_receive_loop(tunnel, connections, settings))

@@ -79,6 +79,8 @@ def map_openai_error(
         return _connection(provider_id, exc, secret)
     if isinstance(exc, json.JSONDecodeError):
         return _invalid_json(provider_id, exc)
+    if isinstance(exc, httpx2.DecodingError):  # a body the transport could not decompress
+        return bad_response(provider_id, "body could not be decoded")
     if isinstance(exc, openai.APIResponseValidationError):
         return bad_response(provider_id, "body does not match the API's schema")
     if isinstance(exc, openai.APIStatusError):
@@ -102,6 +104,8 @@ def map_anthropic_error(
         return _connection(provider_id, exc, secret)
     if isinstance(exc, json.JSONDecodeError):
         return _invalid_json(provider_id, exc)
+    if isinstance(exc, httpx2.DecodingError):  # a body the transport could not decompress
+        return bad_response(provider_id, "body could not be decoded")
     if isinstance(exc, anthropic.APIResponseValidationError):
         return bad_response(provider_id, "body does not match the API's schema")
     if isinstance(exc, anthropic.APIStatusError):
@@ -119,13 +123,14 @@ def _from_status(
     provider_id: str, status: int, detail: str, secret: str, *, in_stream: bool = False
 ) -> ProviderError:
     where = "error event in stream" if in_stream else f"HTTP {status}"
+    http_status = None if in_stream else status  # a stream's errors arrive with HTTP 200
     if status in (401, 403):
         # No upstream text here: providers quote (part of) the rejected key in it.
         return ProviderError(
             "provider_auth",
             f"{provider_id}: authentication failed ({where}); check the provider's API key",
             transient=False,
-            status=status,
+            status=http_status,
         )
     if status == 429:
         code, what, transient = "rate_limited", "rate limited", True
@@ -138,7 +143,7 @@ def _from_status(
         code, what, transient = "provider_bad_request", "request rejected", False
     text = _clean(detail, secret)
     message = f"{provider_id}: {what} ({where})" + (f": {text}" if text else "")
-    return ProviderError(code, message, transient=transient, status=status)
+    return ProviderError(code, message, transient=transient, status=http_status)
 
 
 def _timeout(provider_id: str, timeout_s: float | None) -> ProviderError:

@@ -1,0 +1,308 @@
+"""Part 1: engine overhead per node on each shape, every way in the same process run.
+
+(a) floor: the shape's levels precomputed, each level a bare `asyncio.gather` of no-op
+    coroutines;
+(b) Cascade's Runner on a real EventBus whose log writer is `InMemoryEventLog` (events are
+    built, numbered, queued, group-committed to memory and dispatched to the real
+    subscribers — the tunnel bridge, with no tunnel open);
+(c) the same Runner with the real event log on SQLite and on PostgreSQL (run and node rows
+    change in the same transactions, as in production);
+(d) when `langgraph` is installed, the same shapes as a compiled `StateGraph` of no-op nodes
+    (joins with `add_edge([parents], node)`).
+
+Only `runner.run()` (or `ainvoke`) is timed: building the plan (validation already done) and
+compiling the LangGraph graph are set-up. Modes are interleaved run by run, so drift in the
+machine hits all of them alike; each figure is the median, and ratios are of medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from app.core.bus import EventBus
+from app.core.bus.memory import InMemoryEventLog
+from app.core.di import Registry
+from app.core.di.discovery import discover_managers_and_handlers
+from app.core.ws import ConnectionManager
+from app.modules.execution.executors.api import ExecutorSpec
+from app.modules.execution.graph import Graph, parse_graph, validate_graph
+from app.modules.execution.models import RunStatus
+from app.modules.execution.plan import build_plan
+from app.modules.execution.providers.echo import EchoProvider
+from app.modules.execution.runner import Runner, RunnerLimits
+from scripts.benchmarks.common import (
+    Databases,
+    Options,
+    Section,
+    Store,
+    fmt,
+    median,
+    ratio,
+    timed,
+)
+from scripts.benchmarks.nodes import bench_registry
+from scripts.benchmarks.shapes import Shape, engine_shapes
+
+BATCH_MAX = 500  # Settings.EVENT_BATCH_MAX default
+
+
+def make_bus(store: Store | None) -> EventBus:
+    """An EventBus as the app builds it (real subscribers, a ConnectionManager with no
+    tunnels); `store=None` swaps the database for the in-memory sink."""
+    registry = Registry()
+    registry.put(ConnectionManager, ConnectionManager(5))
+    sessionmaker: Any = store.sessionmaker if store is not None else None
+    bus = EventBus(cast(Any, sessionmaker), registry, batch_max=BATCH_MAX,
+                   persist=InMemoryEventLog() if store is None else None)
+    _, handlers = discover_managers_and_handlers()
+    for subscription in handlers:
+        bus.add_subscriber(subscription.patterns, subscription.handler)
+    return bus
+
+
+def parse_valid(shape: Shape, specs: Mapping[str, ExecutorSpec]) -> Graph:
+    flow = shape.as_flow()
+    problems = validate_graph(flow, registry=specs, max_nodes=100_000, max_edges=1_000_000,
+                              max_bytes=1 << 30)
+    if problems:
+        raise RuntimeError(f"{shape.name}: {problems[:3]}")
+    return parse_graph(flow)
+
+
+@dataclass
+class CascadeMode:
+    """Runs plans of one graph on one bus (and, for the real log, one database)."""
+
+    name: str
+    bus: EventBus
+    specs: Mapping[str, ExecutorSpec]
+    store: Store | None = None
+    user_id: int = 1
+    limits: RunnerLimits = field(default_factory=RunnerLimits)
+
+    async def prepare(self, graph: Graph) -> Runner:
+        run_id = uuid.uuid4()
+        if self.store is not None:
+            await self.store.add_run(run_id, self.user_id)
+        plan = build_plan(run_id=run_id, user_id=self.user_id, project_id=None, flow_id=None,
+                          provider_id="echo", graph=graph, registry=self.specs,
+                          trigger_node_id=None, available_outputs={})
+        return Runner(plan, bus=self.bus, provider=EchoProvider(), limits=self.limits)
+
+    async def run(self, graph: Graph) -> float:
+        runner = await self.prepare(graph)
+
+        async def go() -> None:
+            status = await runner.run()
+            if status != RunStatus.SUCCEEDED:
+                raise RuntimeError(f"{self.name}: run ended {status}")
+
+        return await timed(go)
+
+
+async def floor_run(levels: list[list[str]]) -> float:
+    async def nop() -> None:
+        return None
+
+    async def go() -> None:
+        for level in levels:
+            await asyncio.gather(*(nop() for _ in level))
+
+    return await timed(go)
+
+
+def langgraph_app(shape: Shape) -> Any | None:
+    try:
+        from langgraph.graph import END, START, StateGraph
+    except ImportError:
+        return None
+    from typing import TypedDict
+
+    class State(TypedDict, total=False):
+        x: int
+
+    async def nop(state: State) -> None:
+        return None
+
+    builder: Any = StateGraph(State)
+    parents = shape.parents()
+    children: dict[str, int] = dict.fromkeys(shape.nodes, 0)
+    for source, _ in shape.edges:
+        children[source] += 1
+    for node in shape.nodes:
+        builder.add_node(node, nop)
+    for node in shape.nodes:
+        ps = parents[node]
+        if not ps:
+            builder.add_edge(START, node)
+        elif len(ps) == 1:
+            builder.add_edge(ps[0], node)
+        else:
+            builder.add_edge(ps, node)
+        if not children[node]:
+            builder.add_edge(node, END)
+    return builder.compile()
+
+
+async def langgraph_run(app: Any, shape: Shape) -> float:
+    config = {"recursion_limit": len(shape.nodes) + 10}
+    return await timed(lambda: app.ainvoke({}, config))
+
+
+@dataclass
+class ShapeTimes:
+    shape: Shape
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+    def us_per_node(self, mode: str) -> float | None:
+        values = self.times.get(mode)
+        return median(values) / self.shape.size * 1e6 if values else None
+
+
+MODES = ("a", "b", "c_sqlite", "c_pg", "d")
+
+
+async def measure(options: Options, dbs: Databases) -> Section:
+    section = Section("engine", "1. Engine overhead per node")
+    specs = bench_registry()
+    shapes = engine_shapes(options.quick)
+    stores: list[Store] = []
+    modes: dict[str, CascadeMode] = {"b": CascadeMode("b", make_bus(None), specs)}
+    try:
+        sqlite = Store(await dbs.sqlite("engine"))
+        stores.append(sqlite)
+        modes["c_sqlite"] = CascadeMode("c_sqlite", make_bus(sqlite), specs, sqlite,
+                                        (await sqlite.add_users(1))[0])
+        if await dbs.pg_available():
+            pg = Store(await dbs.postgres("engine"))
+            stores.append(pg)
+            modes["c_pg"] = CascadeMode("c_pg", make_bus(pg), specs, pg,
+                                        (await pg.add_users(1))[0])
+        else:
+            section.notes.append(f"PostgreSQL unreachable at {options.pg_url}: (c) on "
+                                 "PostgreSQL skipped.")
+        for mode in modes.values():
+            mode.bus.start()
+        results = []
+        for shape in shapes:
+            results.append(await _measure_shape(options, shape, specs, modes))
+        for mode in modes.values():
+            await mode.bus.stop()
+        if options.profile_dir is not None:
+            await profile(options.profile_dir, shapes, specs, modes)
+    finally:
+        for store in stores:
+            await store.close()
+    _fill(section, results, options)
+    return section
+
+
+async def _measure_shape(options: Options, shape: Shape, specs: Mapping[str, ExecutorSpec],
+                         modes: dict[str, CascadeMode]) -> ShapeTimes:
+    graph = parse_valid(shape, specs)
+    levels = shape.levels()
+    app = langgraph_app(shape)
+    runs: dict[str, Callable[[], Awaitable[float]]] = {"a": lambda: floor_run(levels)}
+    for key, mode in modes.items():
+        runs[key] = (lambda m: lambda: m.run(graph))(mode)
+    if app is not None:
+        runs["d"] = lambda: langgraph_run(app, shape)
+    out = ShapeTimes(shape, {key: [] for key in runs})
+    for fn in runs.values():  # warm-up, not counted
+        await fn()
+    for _ in range(options.repeats):
+        for key, fn in runs.items():
+            out.times[key].append(await fn())
+    print(f"  engine {shape.name}: " + ", ".join(
+        f"{k}={fmt(out.us_per_node(k))}µs" for k in runs), flush=True)
+    return out
+
+
+def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None:
+    has_d = any("d" in r.times for r in results)
+    section.headers = ["shape", "nodes", "edges", "(a) floor µs/node", "(b) memory log",
+                       "(c) SQLite log", "(c) PostgreSQL log"]
+    if has_d:
+        section.headers.append("(d) LangGraph")
+    section.headers += ["b/a", "c/a SQLite", "c/a PostgreSQL"]
+    if has_d:
+        section.headers += ["d/b", "c PostgreSQL / d"]
+    all_b_ok: list[bool] = []
+    all_c_ok: list[bool] = []
+    for r in results:
+        a, b = r.us_per_node("a"), r.us_per_node("b")
+        cs, cp, d = r.us_per_node("c_sqlite"), r.us_per_node("c_pg"), r.us_per_node("d")
+        row = [r.shape.name, f"{r.shape.size:,}", f"{len(r.shape.edges):,}", fmt(a, 2),
+               fmt(b), fmt(cs), fmt(cp)]
+        if has_d:
+            row.append(fmt(d))
+        row += [fmt(ratio(b, a)), fmt(ratio(cs, a)), fmt(ratio(cp, a))]
+        if has_d:
+            row += [fmt(ratio(d, b), 2), fmt(ratio(cp, d), 2)]
+        section.rows.append(row)
+        ba = ratio(b, a)
+        all_b_ok.append(ba is not None and ba <= 3)
+        cd = ratio(cp, d)
+        if cd is not None:
+            all_c_ok.append(cd < 0.5)
+    section.notes += [
+        f"µs per node = median wall time of one run ÷ nodes; median of {options.repeats} "
+        "runs after one warm-up run, the modes interleaved run by run.",
+        "(b) and (c) use `RunnerLimits()` defaults (16 concurrent nodes per run, token "
+        "streaming on) and the bus's production batch size (500); every run emits "
+        "`execution.started`, a `pending`, `running` and `completed` event per node and "
+        "`execution.completed`.",
+        "(c) waits for every event to be committed before the run returns (the runner's "
+        "`_confirm`), so it includes the whole log write.",
+    ]
+    worst = max((ratio(r.us_per_node("b"), r.us_per_node("a")) or 0 for r in results),
+                default=0)
+    section.targets.append(("engine (b) ≤ 3× floor (a) on every shape",
+                            f"worst b/a = {fmt(worst)}", all(all_b_ok)))
+    if all_c_ok:
+        worst_cd = max(ratio(r.us_per_node("c_pg"), r.us_per_node("d")) or 0 for r in results)
+        section.targets.append(("(c) PostgreSQL per node < ½ of LangGraph in-memory (d)",
+                                f"worst c/d = {fmt(worst_cd, 2)}",
+                                len(all_c_ok) == len(results) and all(all_c_ok)))
+    else:
+        section.targets.append(("(c) PostgreSQL per node < ½ of LangGraph in-memory (d)",
+                                "not measured (langgraph or PostgreSQL missing)", None))
+
+
+async def profile(out_dir: Path, shapes: list[Shape], specs: Mapping[str, ExecutorSpec],
+                  modes: dict[str, CascadeMode]) -> None:
+    """One extra run per shape and mode under pyinstrument; text reports into out_dir."""
+    try:
+        from pyinstrument import Profiler
+        from pyinstrument.renderers import ConsoleRenderer
+    except ImportError:
+        print("  pyinstrument is not installed; no profiles", flush=True)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for mode in modes.values():
+        mode.bus.start()
+    try:
+        for shape in shapes:
+            graph = parse_valid(shape, specs)
+            for key, mode in modes.items():
+                runner = await mode.prepare(graph)
+                profiler = Profiler(interval=0.0002, async_mode="disabled")
+                profiler.start()
+                await runner.run()
+                profiler.stop()
+                slug = shape.name.split()[0].replace("-", "")
+                tree = profiler.output(ConsoleRenderer(unicode=True, color=False,
+                                                       show_all=False, short_mode=False))
+                flat = profiler.output(ConsoleRenderer(unicode=True, color=False,
+                                                       flat=True))
+                (out_dir / f"{key}-{slug}.txt").write_text(tree)
+                (out_dir / f"{key}-{slug}-flat.txt").write_text(flat)
+    finally:
+        for mode in modes.values():
+            await mode.bus.stop()
+    print(f"  profiles written to {out_dir}", flush=True)
