@@ -71,12 +71,12 @@ async def start_run(client: httpx.AsyncClient, account: Account, **body: Any) ->
 
 
 async def wait_run(client: httpx.AsyncClient, account: Account, run_id: str,
-                   app: FastAPI | None = None, timeout: float = 20.0) -> dict[str, Any]:
+                   app: FastAPI | None = None, within: float = 20.0) -> dict[str, Any]:
     """Wait until the run is over; returns GET /execution/runs/{id}."""
     if app is not None:
         manager = app.state.registry.get(ExecutionManager)
-        await asyncio.wait_for(manager.wait(uuid.UUID(run_id)), timeout)
-    deadline = time.monotonic() + timeout
+        await asyncio.wait_for(manager.wait(uuid.UUID(run_id)), within)
+    deadline = time.monotonic() + within
     while True:
         run = await get_run(client, account, run_id)
         if run["status"] in TERMINAL_RUN_STATUSES:
@@ -122,14 +122,24 @@ async def run_events(client: httpx.AsyncClient, account: Account,
 
 
 async def wait_for_event(client: httpx.AsyncClient, account: Account, run_id: str,
-                         predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+                         predicate: Any, within: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while True:
         for event in await run_events(client, account, run_id):
             if predicate(event):
                 return event
         assert time.monotonic() < deadline, "the awaited event never came"
         await asyncio.sleep(0.02)
+
+
+async def eventually(predicate: Any, within: float = 10.0, what: str = "condition") -> None:
+    """Poll `predicate()` until it holds (for state another thread or process changes)."""
+    deadline = time.monotonic() + within
+    while True:
+        if predicate():
+            return
+        assert time.monotonic() < deadline, f"{what} did not happen within {within} s"
+        await asyncio.sleep(0.01)
 
 
 def is_node_event(event: dict[str, Any], node_id: str, status: str) -> bool:
@@ -235,5 +245,5 @@ async def assert_run_matches_log(client: httpx.AsyncClient, account: Account,
     if built["status"] == "failed":
         assert run["error"] == built["error"]
     if run["status"] in TERMINAL_RUN_STATUSES:
-        assert run["started_at"] and run["finished_at"] or run["status"] == "failed"
+        assert (run["started_at"] and run["finished_at"]) or run["status"] == "failed"
     return run, events

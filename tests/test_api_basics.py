@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.helpers import PASSWORD, assert_error, sign_up_and_login
 
@@ -67,6 +68,44 @@ async def test_malformed_json_is_400_in_the_error_shape(client: httpx.AsyncClien
                           headers={"Content-Type": "application/json"})
     assert r.status_code in (400, 422), r.text
     assert_error(r, r.status_code)
+
+
+async def test_out_of_range_ids_are_422_never_500(client: httpx.AsyncClient) -> None:
+    """Integer ids beyond what the database column holds (32-bit on PostgreSQL, 64-bit on
+    SQLite) are invalid input, wherever they come in: path, query or body."""
+    account = await sign_up_and_login(client)
+    h = account.headers
+    for big in (2**31, 2**63, 10**30):
+        for method, url, body in [
+            ("GET", f"/api/v1/projects/{big}", None),
+            ("DELETE", f"/api/v1/projects/{big}", None),
+            ("GET", f"/api/v1/users/{big}", None),
+            ("DELETE", f"/api/v1/users/{big}", None),
+            ("GET", f"/api/v1/flows?project_id={big}", None),
+            ("GET", f"/api/v1/characters?project_id={big}", None),
+            ("POST", "/api/v1/flows", {"name": "x", "project_id": big}),
+            ("POST", "/api/v1/characters", {"name": "x", "project_id": big}),
+            ("POST", "/api/v1/projects/select", {"user_id": big}),
+        ]:
+            r = await client.request(method, url, json=body, headers=h)
+            assert_error(r, 422, "validation_error")
+    # The largest id that fits is an ordinary unknown id.
+    assert_error(await client.get(f"/api/v1/projects/{2**31 - 1}", headers=h), 404)
+    assert_error(await client.post("/api/v1/flows", json={"name": "x", "project_id": 2**31 - 1},
+                                   headers=h), 404)
+
+
+async def test_an_unhandled_error_is_500_in_the_error_shape(
+    client: httpx.AsyncClient, app: FastAPI,
+) -> None:
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    app.add_api_route("/api/v1/test-only-boom", boom, methods=["GET"])
+    r = await client.get("/api/v1/test-only-boom", headers={"X-Request-ID": "boom-1"})
+    error = assert_error(r, 500, "internal_error")
+    assert error["request_id"] == "boom-1"
+    assert "secret internal detail" not in r.text
 
 
 async def test_missing_token_is_401_in_the_error_shape(client: httpx.AsyncClient) -> None:

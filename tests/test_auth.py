@@ -4,6 +4,7 @@ backoffice admins."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -84,6 +85,29 @@ async def test_sign_up_validation(client: httpx.AsyncClient) -> None:
         r = await client.post("/api/v1/users", json=body)
         assert_error(r, 422, "validation_error")
     assert_error(await login(client, "carol"), 401, "invalid_credentials")
+
+
+async def test_concurrent_duplicate_sign_ups_give_one_account_and_409s(
+    client: httpx.AsyncClient,
+) -> None:
+    """The check-then-insert race: the database settles it, and the loser gets the 409
+    (never a 500), also when the usernames differ only in case."""
+    same_email = [{"email": "race@example.com", "username": f"racer{i}", "password": PASSWORD}
+                  for i in range(4)]
+    same_name = [{"email": f"case{i}@example.com", "username": name, "password": PASSWORD}
+                 for i, name in enumerate(["Case", "case", "CASE", "cAsE"])]
+    for bodies, code in ((same_email, "email_taken"), (same_name, "username_taken")):
+        responses = await asyncio.gather(
+            *(client.post("/api/v1/users", json=body) for body in bodies))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201, 409, 409, 409], [r.text for r in responses]
+        for r in responses:
+            if r.status_code == 409:
+                assert_error(r, 409, code)
+    # One account each, and login finds exactly it.
+    assert (await login(client, "race@example.com")).status_code == 200
+    r = await login(client, "CASE")
+    assert r.status_code == 200, r.text
 
 
 async def test_login_by_email_and_by_username(client: httpx.AsyncClient) -> None:
@@ -243,6 +267,33 @@ async def test_failed_logins_per_identifier_are_throttled(client: httpx.AsyncCli
     # Throttled even with the right password, and whatever case the identifier is in.
     assert_error(await login(client, account.username), 429)
     assert_error(await login(client, account.username.upper()), 429)
+
+
+def from_address(app: FastAPI, host: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(host, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.mark.parametrize("settings_overrides", [{"LOGIN_FAILURES_PER_MINUTE": LIMIT}],
+                         indirect=True, ids=["limit3"])
+async def test_failures_per_identifier_count_across_addresses_and_spellings(
+    client: httpx.AsyncClient, app: FastAPI,
+) -> None:
+    account = await sign_up_and_login(client)
+    spellings = [account.username, f" {account.username}", f"{account.username.upper()} "]
+    assert len(spellings) == LIMIT
+    # Each failure from a different address, with the identifier spelt differently: login
+    # matches them all to one account, so they share one budget.
+    for n, spelling in enumerate(spellings):
+        async with from_address(app, f"10.0.0.{n + 1}") as c:
+            assert_error(await login(c, spelling, "wrong-password"), 401)
+    async with from_address(app, "10.0.0.99") as c:
+        r = await login(c, f"  {account.username}  ")
+        assert_error(r, 429, "too_many_attempts")
+        assert int(r.headers["retry-after"]) >= 1
+        # Another account from that fresh address is not affected.
+        other = await sign_up_and_login(c)
+        assert (await login(c, other.username)).status_code == 200
 
 
 @pytest.mark.parametrize("settings_overrides", [{"LOGIN_FAILURES_PER_MINUTE": LIMIT}],
@@ -481,6 +532,14 @@ async def test_admin_powers(client: httpx.AsyncClient, app: FastAPI) -> None:
                           headers=user.headers)
     assert_error(r, 404, "not_found")
     assert_error(await client.get(f"/api/v1/users/{other.id}", headers=user.headers), 404)
+
+    # An admin may delete any user; the user's token stops working.
+    r = await client.delete(f"/api/v1/users/{other.id}", headers=admin)
+    assert r.status_code == 204, r.text
+    assert_error(await client.get(ME, headers=other.headers), 401)
+    assert_error(await client.get(f"/api/v1/users/{other.id}", headers=admin), 404)
+    r = await client.post("/api/v1/projects/select", json={"user_id": other.id}, headers=admin)
+    assert r.status_code == 200 and r.json() == []
 
     # The admin's refresh token rotates like a user's and keeps the admin role.
     r = await refresh(client, body["refresh_token"])

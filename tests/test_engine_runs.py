@@ -28,6 +28,7 @@ from tests.engine_helpers import (
     create_flow,
     edge,
     engine_settings,
+    eventually,
     get_run,
     graph,
     is_node_event,
@@ -211,8 +212,8 @@ async def test_cancel_a_running_run(client: httpx.AsyncClient, app: FastAPI, ali
               [edge("a", "b"), edge("b", "c"), edge("side", "side_out")])
     run_id = await start_run(client, alice, provider_id="openai", **g)
     await wait_for_event(client, alice, run_id, lambda e: is_node_event(e, "b", "running"))
-    while not fake_llm.requests:  # b's request sits in the fake server's slow answer
-        await asyncio.sleep(0.01)
+    # b's request sits in the fake server's slow answer.
+    await eventually(lambda: fake_llm.requests, what="the provider request")
 
     began = time.monotonic()
     r = await client.post(f"{API}/execution/runs/{run_id}/cancel", headers=alice.headers)
@@ -270,8 +271,9 @@ async def test_transient_errors_are_retried(client: httpx.AsyncClient, app: Fast
                                             provider: str) -> None:
     fake_llm.fail_next(1, status=429)
     fake_llm.fail_next(1, status=500)
-    g = graph([node("a", "initialPrompt", prompt="try again"), node("b", "promptEnhancer"),
-               node("c", "textOutput")], [edge("a", "b"), edge("b", "c")])
+    g = graph([node("a", "initialPrompt", prompt="try again"),
+               node("b", "promptEnhancer", model="fake-model"), node("c", "textOutput")],
+              [edge("a", "b"), edge("b", "c")])
 
     run_id, run = await run_flow(client, alice, app, provider_id=provider, **g)
 
@@ -315,8 +317,13 @@ async def test_non_transient_provider_errors_fail_at_once(
 
 
 # --- token streaming over the tunnel ----------------------------------------------------------
+@pytest.mark.parametrize("settings_overrides", [{"LLM_TOKEN_STREAM": True},
+                                                {"LLM_TOKEN_STREAM": False}],
+                         indirect=True, ids=["stream_on", "stream_off"])
 async def test_token_stream_reaches_the_tunnel_and_not_the_log(
-        live_server: LiveServer, live_client: httpx.AsyncClient) -> None:
+        live_server: LiveServer, live_client: httpx.AsyncClient, fake_llm: FakeLLMServer,
+        settings_overrides: dict[str, Any]) -> None:
+    streaming = settings_overrides["LLM_TOKEN_STREAM"]
     account = await sign_up_and_login(live_client)
     g = graph([node("a", "initialPrompt", prompt="a quick brown fox jumps over the dog"),
                node("b", "promptEnhancer"), node("c", "textOutput")],
@@ -330,20 +337,24 @@ async def test_token_stream_reaches_the_tunnel_and_not_the_log(
         while not (messages and messages[-1]["type"] == "execution.completed"):
             messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
 
+    [request] = fake_llm.requests
+    assert bool(request.json.get("stream")) is streaming
     streams = [m for m in messages if m["type"] == "execution.node.stream"]
-    assert streams, "no token deltas reached the tunnel"
-    assert {m["data"]["node_id"] for m in streams} == {"b"}
-    assert all(m["data"]["run_id"] == run_id and "cursor" not in m for m in streams)
     completed = next(m for m in messages if m["type"] == "execution.node.completed"
                      and m["data"]["node_id"] == "b")
-    text = "".join(m["data"]["delta"] for m in streams)
-    assert text == completed["data"]["output"]["text"]
-    assert text == "reply: a quick brown fox jumps over the dog"
-    assert len(streams) >= 2  # the first delta goes out at once, the rest coalesced
-    # Deltas come before the node's completion, and persisted events arrive in run order.
-    assert messages.index(streams[-1]) < messages.index(completed)
+    assert completed["data"]["output"]["text"] == "reply: a quick brown fox jumps over the dog"
     persisted = [m for m in messages if "cursor" in m]
     assert [m["data"]["run_seq"] for m in persisted] == list(range(1, len(persisted) + 1))
+    if not streaming:
+        assert streams == []
+    else:
+        assert {m["data"]["node_id"] for m in streams} == {"b"}
+        assert all(m["data"]["run_id"] == run_id and "cursor" not in m for m in streams)
+        text = "".join(m["data"]["delta"] for m in streams)
+        assert text == completed["data"]["output"]["text"]
+        assert len(streams) >= 2  # the first delta goes out at once, the rest coalesced
+        # Deltas come before the node's completion.
+        assert messages.index(streams[-1]) < messages.index(completed)
 
     events = await run_events(live_client, account, run_id)
     assert not [e for e in events if e["type"] == "execution.node.stream"]

@@ -7,67 +7,111 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from app.core.config import DEFAULT_JWT_SECRET, Settings
+from app.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOT = "from app.main import create_app; create_app(); print('created')"
 REAL_SECRET = "a-real-production-secret-" + "k" * 40
 
 
-def boot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`create_app()` in a fresh interpreter, configured only by `env` (run outside the repo
-    so no .env file is read)."""
-    clean = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
-    clean.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db",
-                 **env)
-    return subprocess.run([sys.executable, "-c", BOOT], cwd=tmp_path, env=clean,
-                          capture_output=True, text=True, timeout=60)
+def boot_all(tmp_path: Path, cases: dict[str, dict[str, str]]) -> dict[str, Result]:
+    """`create_app()` in a fresh interpreter per case, all at once (each costs seconds of
+    imports), configured only by the case's environment; run outside the repo so no .env
+    file is read."""
+    base = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    base.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    procs = {name: subprocess.Popen([sys.executable, "-c", BOOT], cwd=tmp_path,
+                                    env={**base, **env}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, env in cases.items()}
+    results = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        results[name] = Result(proc.returncode, stdout, stderr)
+    return results
 
 
-def reason_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.strip()]
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def reason_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(("env", "reason"), [
+# In a real interpreter: the exit status and the one line on stderr.
+REFUSED = {
+    "default-secret": ({"ENV": "production"}, "JWT_SECRET"),
+    "cors-star": ({"ENV": "production", "JWT_SECRET": REAL_SECRET, "CORS_ORIGINS": "*"},
+                  "CORS_ORIGINS"),
+}
+STARTS = {
+    "production-safe": {"ENV": "production", "JWT_SECRET": REAL_SECRET,
+                        "CORS_ORIGINS": "https://app.example.com,https://admin.example.com"},
+}
+
+
+def test_production_refuses_unsafe_settings_and_starts_with_safe_ones(tmp_path: Path) -> None:
+    results = boot_all(tmp_path, {**{name: env for name, (env, _) in REFUSED.items()},
+                                  **STARTS})
+    for name, (_, reason) in REFUSED.items():
+        result = results[name]
+        assert result.returncode != 0, name
+        assert "created" not in result.stdout, name
+        assert len(result.reason_lines) == 1, (name, result.stderr)  # one line, no traceback
+        assert reason in result.reason_lines[0], (name, result.stderr)
+        assert "production" in result.reason_lines[0], name
+    for name in STARTS:
+        result = results[name]
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout.strip() == "created", name
+
+
+# In process, the same check for more configurations (cheap: no interpreter start-up).
+@pytest.mark.parametrize(("values", "reason"), [
     ({}, "JWT_SECRET"),
     ({"JWT_SECRET": DEFAULT_JWT_SECRET}, "JWT_SECRET"),
     ({"JWT_SECRET": ""}, "JWT_SECRET"),
     ({"JWT_SECRET": REAL_SECRET, "CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
-    ({"JWT_SECRET": REAL_SECRET, "CORS_ORIGINS": "https://app.example.com,*"}, "CORS_ORIGINS"),
-], ids=["default-secret", "explicit-default-secret", "empty-secret", "cors-star",
-        "cors-list-with-star"])
-def test_production_refuses_unsafe_settings(tmp_path: Path, env: dict[str, str],
-                                            reason: str) -> None:
-    result = boot(tmp_path, ENV="production", **env)
-    assert result.returncode != 0
-    assert "created" not in result.stdout
-    lines = reason_lines(result)
-    assert len(lines) == 1, result.stderr  # one line, no traceback
-    assert reason in lines[0]
-    assert "production" in lines[0]
+    ({"JWT_SECRET": REAL_SECRET, "CORS_ORIGINS": "https://app.example.com, *"},
+     "CORS_ORIGINS"),
+], ids=["unset-secret", "default-secret", "empty-secret", "cors-star", "cors-list-with-star"])
+def test_create_app_refuses_in_production(values: dict[str, str], reason: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(_env_file=None, ENV="production", **values)  # type: ignore[arg-type]
+    with pytest.raises(SystemExit) as info:
+        create_app(settings)
+    assert info.value.code not in (0, None)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and reason in lines[0], lines
 
 
-def test_production_with_a_real_secret_and_explicit_origins_starts(tmp_path: Path) -> None:
-    result = boot(tmp_path, ENV="production", JWT_SECRET=REAL_SECRET,
-                  CORS_ORIGINS="https://app.example.com,https://admin.example.com")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "created"
-
-
-def test_development_starts_with_the_defaults(tmp_path: Path) -> None:
-    result = boot(tmp_path, ENV="development", CORS_ORIGINS="*")
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize("values", [
+    {"ENV": "development"},
+    {"ENV": "development", "CORS_ORIGINS": "*"},
+    {"ENV": "test", "JWT_SECRET": ""},
+    {"ENV": "production", "JWT_SECRET": REAL_SECRET},
+    {"ENV": "production", "JWT_SECRET": REAL_SECRET, "CORS_ORIGINS": "https://a.example"},
+], ids=["dev-defaults", "dev-cors-star", "test-empty-secret", "prod-no-cors", "prod-origins"])
+def test_create_app_starts(values: dict[str, str]) -> None:
+    settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    assert create_app(settings).state.settings is settings
 
 
 def test_production_problems_lists_every_reason() -> None:
-    settings = Settings(_env_file=None, ENV="production", CORS_ORIGINS="*")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, ENV="production", CORS_ORIGINS="*")
     problems = settings.production_problems()
     assert len(problems) == 2
-    assert Settings(_env_file=None, ENV="production", JWT_SECRET=REAL_SECRET,  # type: ignore[call-arg]
+    assert Settings(_env_file=None, ENV="production", JWT_SECRET=REAL_SECRET,
                     CORS_ORIGINS="https://a.example").production_problems() == []
 
 
@@ -107,6 +151,6 @@ def test_env_example_lists_every_setting_once_with_a_comment() -> None:
 def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in Settings.model_fields:
         monkeypatch.delenv(name, raising=False)
-    from_example = Settings(_env_file=str(ENV_EXAMPLE))  # type: ignore[call-arg]
-    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    from_example = Settings(_env_file=str(ENV_EXAMPLE))
+    defaults = Settings(_env_file=None)
     assert from_example.model_dump() == defaults.model_dump()

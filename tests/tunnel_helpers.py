@@ -44,46 +44,48 @@ def ws_url(server: LiveServer, token: str | None = None, after: int | str | None
 async def ws_connect(server: LiveServer, token: str | None = None,
                      after: int | str | None = None, **kwargs: Any) -> ClientConnection:
     kwargs.setdefault("open_timeout", 10)
-    kwargs.setdefault("close_timeout", 2)
+    # A client that closes with unread frames stops reading and never sees the server's close
+    # reply; don't let that cost seconds.
+    kwargs.setdefault("close_timeout", 0.5)
     kwargs.setdefault("ping_interval", None)
     return await connect(ws_url(server, token, after), **kwargs)
 
 
-async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    raw = await asyncio.wait_for(ws.recv(), timeout)
+async def recv_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
+    raw = await asyncio.wait_for(ws.recv(), within)
     message = json.loads(raw)
     assert isinstance(message, dict), message
     return message
 
 
-async def recv_non_ping(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+async def recv_non_ping(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
     """The next message that is not a server heartbeat."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         message = await recv_json(ws, max(0.01, deadline - time.monotonic()))
         if message.get("type") != "ping":
             return message
 
 
-async def expect_close(ws: ClientConnection, timeout: float = 5.0) -> tuple[int | None,
+async def expect_close(ws: ClientConnection, within: float = 5.0) -> tuple[int | None,
                                                                               list[Any]]:
     """Read until the server closes; returns (close code, every message received first)."""
     received: list[Any] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"the server did not close in {timeout}s; got {received}")
+                raise AssertionError(f"the server did not close in {within}s; got {received}")
             raw = await asyncio.wait_for(ws.recv(), remaining)
             received.append(json.loads(raw))
     except ConnectionClosed as exc:
         return (exc.rcvd.code if exc.rcvd is not None else None), received
 
 
-async def ready(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+async def ready(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
     """The first message must be connection.ready."""
-    message = await recv_json(ws, timeout)
+    message = await recv_json(ws, within)
     assert message["type"] == "connection.ready", message
     assert set(message["data"]) >= {"user_id", "cursor"}, message
     return message
@@ -103,9 +105,9 @@ class Incarnation:
 
 
 async def read_until_cursor(ws: ClientConnection, inc: Incarnation, target: int,
-                            timeout: float = 15.0) -> None:
-    """Read until the tunnel delivered `target` (or fail after `timeout`)."""
-    deadline = time.monotonic() + timeout
+                            within: float = 15.0) -> None:
+    """Read until the tunnel delivered `target` (or fail after `within` seconds)."""
+    deadline = time.monotonic() + within
     while not inc.events or inc.events[-1]["cursor"] < target:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db.base import Base, TimestampMixin
@@ -26,6 +26,12 @@ class User(TimestampMixin, Base):
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
+# Usernames are unique whatever their case ("Bob" and "bob" are one name; login matches them
+# case-insensitively). The managers check first, but only the database can settle two
+# concurrent sign-ups.
+Index("uq_users_lower_username", func.lower(User.username), unique=True)
+
+
 class BackofficeUser(TimestampMixin, Base):
     __tablename__ = "backoffice_users"
 
@@ -34,6 +40,9 @@ class BackofficeUser(TimestampMixin, Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(128))
     is_active: Mapped[bool] = mapped_column(default=True)
+
+
+Index("uq_backoffice_users_lower_username", func.lower(BackofficeUser.username), unique=True)
 
 
 class RefreshToken(Base):

@@ -39,6 +39,8 @@ def parse_args(argv: list[str]) -> Options:
                         help="PostgreSQL server (admin URL) for the cascade_bench_* databases")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="also profile one run per shape of (b) and (c) with pyinstrument")
+    parser.add_argument("--no-langgraph", action="store_true",
+                        help="leave out (d) even when langgraph is installed (faster)")
     args = parser.parse_args(argv)
     only = frozenset(p.strip() for p in args.only.split(",") if p.strip())
     unknown = only - set(PARTS)
@@ -48,7 +50,8 @@ def parse_args(argv: list[str]) -> Options:
     command = os.environ.get("CASCADE_BENCH_COMMAND") or shlex.join(
         ["python", "-m", "scripts.benchmarks", *argv])
     return Options(quick=args.quick, only=only, out=args.out, pg_url=args.pg_url,
-                   profile_dir=args.profile, repeats=1 if args.quick else 5,
+                   profile_dir=args.profile, langgraph=not args.no_langgraph,
+                   repeats=1 if args.quick else 5,
                    heavy_repeats=1 if args.quick else 3, command=command)
 
 
@@ -81,9 +84,19 @@ async def run(options: Options) -> int:
     return 1 if failed else 0
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed, as uvicorn's `--loop auto` picks it in production."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(sys.argv[1:] if argv is None else argv)
-    return asyncio.run(run(options))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(run(options))
 
 
 if __name__ == "__main__":

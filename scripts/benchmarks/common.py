@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from alembic import command
 from app.core.db import create_engine, create_sessionmaker
 from app.models import Run, User
 
@@ -37,6 +37,7 @@ class Options:
     out: Path = ROOT / "docs" / "BENCHMARKS.md"
     pg_url: str = DEFAULT_PG_URL
     profile_dir: Path | None = None
+    langgraph: bool = True
     repeats: int = 5  # light parts
     heavy_repeats: int = 3  # HTTP and tunnels
     command: str = "scripts/bench"
@@ -91,6 +92,18 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0 or a != a or b != b:
         return None
     return a / b
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds used so far by a process (default: this one)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- databases ---------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ async def _measure_shape(options: Options, shape: Shape, specs: Mapping[str, Exe
                          modes: dict[str, CascadeMode]) -> ShapeTimes:
     graph = parse_valid(shape, specs)
     levels = shape.levels()
-    app = langgraph_app(shape)
+    app = langgraph_app(shape) if options.langgraph else None
     runs: dict[str, Callable[[], Awaitable[float]]] = {"a": lambda: floor_run(levels)}
     for key, mode in modes.items():
         runs[key] = (lambda m: lambda: m.run(graph))(mode)
@@ -283,7 +283,7 @@ async def profile(out_dir: Path, shapes: list[Shape], specs: Mapping[str, Execut
     except ImportError:
         print("  pyinstrument is not installed; no profiles", flush=True)
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     for mode in modes.values():
         mode.bus.start()
     try:
@@ -300,8 +300,8 @@ async def profile(out_dir: Path, shapes: list[Shape], specs: Mapping[str, Execut
                                                        show_all=False, short_mode=False))
                 flat = profiler.output(ConsoleRenderer(unicode=True, color=False,
                                                        flat=True))
-                (out_dir / f"{key}-{slug}.txt").write_text(tree)
-                (out_dir / f"{key}-{slug}-flat.txt").write_text(flat)
+                await asyncio.to_thread((out_dir / f"{key}-{slug}.txt").write_text, tree)
+                await asyncio.to_thread((out_dir / f"{key}-{slug}-flat.txt").write_text, flat)
     finally:
         for mode in modes.values():
             await mode.bus.stop()

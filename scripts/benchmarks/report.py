@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import platform
@@ -90,7 +91,9 @@ def render(options: Options, sections: list[Section], pg_version: str,
               + (" (quick mode: tiny sizes, 1 repeat — not representative)"
                  if options.quick else "")]
     lines += environment(pg_version)
-    lines += [f"- **Duration**: {elapsed_s:.0f} s", ""]
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    lines += [f"- **Event loop**: {loop} (benchmark process; uvicorn picks the same)",
+              f"- **Duration**: {elapsed_s:.0f} s", ""]
     targets = [(s, t) for s in sections for t in s.targets]
     if targets:
         lines += ["## Targets", ""]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,7 @@ class Shape:
 
 def chain(n: int) -> Shape:
     nodes = [f"n{i}" for i in range(n)]
-    return Shape(f"chain {n:,}", nodes, list(zip(nodes, nodes[1:], strict=False)))
+    return Shape(f"chain {n:,}", nodes, list(itertools.pairwise(nodes)))
 
 
 def fan_out(width: int) -> Shape:
@@ -75,7 +76,7 @@ def layered(levels: int, width: int, parents: int = 2, seed: int = SEED) -> Shap
     rng = random.Random(seed)
     grid = [[f"l{i}_{j}" for j in range(width)] for i in range(levels)]
     edges = []
-    for above, level in zip(grid, grid[1:], strict=False):
+    for above, level in itertools.pairwise(grid):
         for node in level:
             for parent in rng.sample(above, min(parents, len(above))):
                 edges.append((parent, node))

@@ -1,7 +1,468 @@
+"""Part 5: tunnel fan-out.
+
+The app runs in this process under a real uvicorn on 127.0.0.1 (the test suite's LiveServer
+pattern) on a fresh PostgreSQL database, so the benchmark can emit on its bus and watch its
+ConnectionManager. A client process opens the fleet — USERS users × TUNNELS_PER_USER tunnels
+(1,000) — plus one "observer" tunnel of its own user, reads every frame and records when each
+event arrived.
+
+Load: FLEET_RATE persisted events per second, round-robin over the fleet users (each event
+reaches all of its user's tunnels), plus STALL_RATE events/s of STALL_PAYLOAD bytes for the
+observer's user. A subscriber stamps the time each event is dispatched, i.e. right after its
+transaction committed; latency = receipt time in the client − that stamp (same machine,
+same wall clock).
+
+Each round has two phases of equal load. A: every tunnel reads. B: the observer tunnel stops
+reading (its socket has a 4 KB receive buffer); the server must evict it (close 4409 when its
+bounded send queue overflows) while the fleet's p99 stays where it was. Then the observer
+reconnects for the next round.
+"""
+
 from __future__ import annotations
 
-from scripts.benchmarks.common import Databases, Options, Section
+import asyncio
+import base64
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import time
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+
+from scripts.benchmarks.common import (
+    JWT_SECRET,
+    Databases,
+    Options,
+    Section,
+    Store,
+    cpu_seconds,
+    fmt,
+    median,
+    percentile,
+)
+
+STALL_PAYLOAD = 8192
+FLEET = (10, 100)  # users × tunnels per user
+FLEET_RATE = 200.0  # events/s over the fleet
+STALL_RATE = 200.0  # events/s for the observer's user
+CLIENT_LIFETIME_S = 1800.0  # the client process gives up after this, whatever happens
+
+
+async def _recv(conn: Connection, timeout_s: float) -> Any:
+    if not await asyncio.to_thread(conn.poll, timeout_s):
+        raise TimeoutError("no message from the other process in time")
+    return conn.recv()
+
+
+# --- the client process ------------------------------------------------------------------------
+class _Fleet:
+    def __init__(self, ws_url: str, accounts: list[tuple[int, str, int]],
+                 observer: tuple[int, str]) -> None:
+        self.ws_url = ws_url
+        self.accounts = accounts  # (user_id, token, tunnels)
+        self.observer = observer
+        self.receipts: list[tuple[int, int, float]] = []  # (user_id, cursor, time)
+        self.stalled = asyncio.Event()
+        self.observer_close: int | None = None
+        self.readers: list[asyncio.Task[None]] = []
+        self.sockets: list[Any] = []
+        self.fleet_sockets: list[Any] = []
+        self.observer_task: asyncio.Task[None] | None = None
+        self.observer_ws: Any = None
+        self.deadline = time.monotonic() + CLIENT_LIFETIME_S
+
+    async def _open(self, token: str, small_buffer: bool = False) -> Any:
+        from websockets.asyncio.client import connect
+
+        kwargs: dict[str, Any] = {"open_timeout": 30, "close_timeout": 2,
+                                  "ping_interval": None, "max_queue": 16}
+        if small_buffer:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, self._address())
+            kwargs.update(sock=sock, max_queue=1)
+        ws = await connect(f"{self.ws_url}?token={token}", **kwargs)
+        ready = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if ready.get("type") != "connection.ready":
+            raise RuntimeError(f"unexpected first frame {ready}")
+        return ws
+
+    def _address(self) -> tuple[str, int]:
+        host_port = self.ws_url.split("//", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1)
+        return host, int(port)
+
+    async def _read(self, ws: Any, user_id: int) -> None:
+        append = self.receipts.append
+        with contextlib.suppress(Exception):
+            async for raw in ws:
+                now = time.time()
+                if '"cursor"' in raw:
+                    message = json.loads(raw)
+                    if "cursor" in message:
+                        append((user_id, message["cursor"], now))
+
+    async def _ping(self, interval_s: float = 10.0) -> None:
+        """A client heartbeat on every fleet tunnel (the server closes a silent one after
+        WS_IDLE_TIMEOUT_S), spread evenly over the interval."""
+        while time.monotonic() < self.deadline:
+            sockets = list(self.fleet_sockets)
+            pause = interval_s / max(len(sockets), 1)
+            for ws in sockets:
+                with contextlib.suppress(Exception):
+                    await ws.send('{"type":"ping","data":{}}')
+                await asyncio.sleep(pause)
+
+    async def _observe(self, ws: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        next_ping = time.monotonic() + 10
+        try:
+            while time.monotonic() < self.deadline:
+                if self.stalled.is_set():
+                    await asyncio.sleep(0.05)  # not reading: the socket's buffers fill up
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 1)
+                if time.monotonic() > next_ping:
+                    await ws.send('{"type":"ping","data":{}}')
+                    next_ping = time.monotonic() + 10
+        except ConnectionClosed as exc:
+            # No close frame (the server dropped the connection): 1006, as a browser says.
+            self.observer_close = exc.rcvd.code if exc.rcvd is not None else 1006
+
+    async def open_all(self, concurrency: int = 50) -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(user_id: int, token: str) -> None:
+            async with gate:
+                ws = await self._open(token)
+            self.sockets.append(ws)
+            self.fleet_sockets.append(ws)
+            self.readers.append(asyncio.create_task(self._read(ws, user_id)))
+
+        jobs = []
+        for user_id, token, tunnels in self.accounts:
+            for _ in range(tunnels):
+                jobs.append(one(user_id, token))
+        await asyncio.gather(*jobs)
+        self.readers.append(asyncio.create_task(self._ping()))
+        await self.open_observer()
+
+    async def open_observer(self) -> None:
+        self.stalled.clear()
+        self.observer_close = None
+        ws = await self._open(self.observer[1], small_buffer=True)
+        self.observer_task = asyncio.create_task(self._observe(ws))
+        self.observer_ws = ws
+
+    async def end_observer(self, evicted: bool) -> int | None:
+        """After phase B: an evicted observer reads again until it sees the server's close
+        (its code is reported); one that was not evicted is closed by the client."""
+        self.stalled.clear()
+        task = self.observer_task
+        if task is not None:
+            if evicted:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(task), 10)
+            task.cancel()
+        if self.observer_ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.observer_ws.close(), 5)
+            self.observer_ws = None
+        return self.observer_close
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        if self.observer_task is not None:
+            self.observer_task.cancel()
+        sockets = [*self.sockets, *([self.observer_ws] if self.observer_ws else [])]
+        await asyncio.wait_for(asyncio.gather(*(ws.close() for ws in sockets),
+                                              return_exceptions=True), 30)
+
+
+def _latencies(receipts: list[tuple[int, int, float]],
+               stamps: dict[tuple[int, int], tuple[float, str]]) -> dict[str, Any]:
+    by_phase: dict[str, list[float]] = {}
+    for user_id, cursor, received in receipts:
+        stamp = stamps.get((user_id, cursor))
+        if stamp is not None:
+            by_phase.setdefault(stamp[1], []).append((received - stamp[0]) * 1000)
+    return {phase: {"count": len(values), "p50": percentile(values, 50),
+                    "p99": percentile(values, 99), "max": max(values)}
+            for phase, values in by_phase.items()}
+
+
+async def _client(conn: Connection, ws_url: str, accounts: list[tuple[int, str, int]],
+                  observer: tuple[int, str]) -> None:
+    fleet = _Fleet(ws_url, accounts, observer)
+    try:
+        started = time.monotonic()
+        await asyncio.wait_for(fleet.open_all(), 120)
+        conn.send(("ready", len(fleet.sockets), time.monotonic() - started))
+        for _ in range(100):  # bounded: one iteration per command
+            command = await _recv(conn, 300)
+            if command[0] == "stall":
+                fleet.stalled.set()
+                conn.send(("stalled",))
+            elif command[0] == "collect":
+                close_code = await fleet.end_observer(command[2])
+                stats = _latencies(fleet.receipts, command[1])
+                fleet.receipts.clear()
+                await fleet.open_observer()
+                conn.send(("stats", stats, close_code))
+            elif command[0] == "stop":
+                break
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        await fleet.close()
+        conn.close()
+
+
+def client_process(conn: Connection, ws_url: str, accounts: list[tuple[int, str, int]],
+                   observer: tuple[int, str]) -> None:
+    """Entry point of the client process."""
+    try:
+        import uvloop
+        loop_factory: Any = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_client(conn, ws_url, accounts, observer))
+
+
+# --- the server side ---------------------------------------------------------------------------
+class _Stamps:
+    """A bus subscriber: dispatch (≈ commit) time of every persisted event, by phase."""
+
+    def __init__(self) -> None:
+        self.phase = "warmup"
+        self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
+
+    async def __call__(self, event: Any, registry: Any) -> None:
+        if event.user_seq is not None:
+            self.stamps[(event.user_id, event.user_seq)] = (time.time(), self.phase)
+
+    def take(self, users: set[int]) -> dict[tuple[int, int], tuple[float, str]]:
+        taken = {k: v for k, v in self.stamps.items() if k[0] in users}
+        self.stamps.clear()
+        return taken
+
+
+async def _emit_phase(bus: Any, seconds: float, fleet_users: list[int], fleet_rate: float,
+                      observer_user: int, observer_rate: float,
+                      until: Any = None) -> int:
+    """Emit at steady rates for `seconds` (or until `until()` is true, past a minimum)."""
+    from app.core.events import Event, EventTypes
+
+    futures = []
+    started = time.monotonic()
+    fleet_i = observer_i = 0
+    tick = 0.005
+    while (elapsed := time.monotonic() - started) < seconds:
+        if until is not None and until(elapsed):
+            break
+        events = []
+        while fleet_i < elapsed * fleet_rate:
+            events.append(Event(EventTypes.EXECUTION_NODE_STATUS,
+                                {"node_id": "n", "status": "running", "i": fleet_i},
+                                user_id=fleet_users[fleet_i % len(fleet_users)]))
+            fleet_i += 1
+        while observer_i < elapsed * observer_rate:
+            events.append(Event(EventTypes.EXECUTION_NODE_STATUS,
+                                {"node_id": "o", "status": "running",
+                                 # random: the tunnel compresses (permessage-deflate)
+                                 "pad": base64.b64encode(os.urandom(STALL_PAYLOAD * 3 // 4))
+                                 .decode()},
+                                user_id=observer_user))
+            observer_i += 1
+        for event in events:
+            futures.append(bus.enqueue([event]))
+        await asyncio.sleep(tick)
+    await asyncio.wait_for(asyncio.gather(*futures), 30)
+    return fleet_i
+
+
+def _cpu_share(start: tuple[float, float, float], client_pid: int | None,
+               ) -> tuple[float, float]:
+    """(server, client) CPU use since `start`, as a fraction of one core."""
+    wall = time.monotonic() - start[2]
+    return ((cpu_seconds() - start[0]) / wall,
+            (cpu_seconds(client_pid) - start[1]) / wall)
 
 
 async def measure(options: Options, dbs: Databases) -> Section:
-    return Section("x", "x", skipped="not yet")
+    import uvicorn
+
+    from app.core.bus import EventBus
+    from app.core.config import Settings
+    from app.core.security import create_token
+    from app.core.ws import ConnectionManager
+    from app.main import create_app
+    from scripts.benchmarks.http_runs import free_port
+
+    section = Section("tunnels", "5. Tunnel fan-out")
+    if not await dbs.pg_available():
+        section.skipped = f"PostgreSQL unreachable at {options.pg_url}"
+        return section
+    users, per_user = (2, 5) if options.quick else FLEET
+    fleet_rate, observer_rate = (50.0, 200.0) if options.quick else (FLEET_RATE, STALL_RATE)
+    phase_a_s, phase_b_max_s = (1.5, 4.0) if options.quick else (8.0, 30.0)
+    url = await dbs.postgres("tunnels")
+    store = Store(url)
+    ids = await store.add_users(users + 1, prefix="tunnel")
+    await store.close()
+    fleet_users, observer_user = ids[:users], ids[users]
+    # Quick mode shrinks the send queue so the eviction happens within its short phase.
+    queue_size = 50 if options.quick else Settings.model_fields["WS_SEND_QUEUE_SIZE"].default
+    settings = Settings(_env_file=None, DATABASE_URL=url,
+                        JWT_SECRET=JWT_SECRET, LOG_LEVEL="WARNING",
+                        WS_MAX_TUNNELS_PER_USER=max(per_user, 5), WS_SEND_QUEUE_SIZE=queue_size)
+
+    def token(user_id: int) -> str:
+        return create_token(secret=JWT_SECRET, subject=user_id, role="user", typ="access",
+                            lifetime=timedelta(hours=2))[0]
+
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        ws_ping_interval=None, access_log=False))
+    serve = asyncio.create_task(server.serve())
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = None
+    rounds: list[dict[str, Any]] = []
+    connect_s = float("nan")
+    try:
+        for _ in range(600):
+            if server.started or serve.done():
+                break
+            await asyncio.sleep(0.05)
+        if not server.started:
+            raise RuntimeError("uvicorn did not start")
+        bus: EventBus = app.state.registry.get(EventBus)
+        connections: ConnectionManager = app.state.registry.get(ConnectionManager)
+        stamps = _Stamps()
+        bus.add_subscriber(("*",), stamps)
+        process = ctx.Process(target=client_process, args=(
+            child, f"ws://127.0.0.1:{port}/api/v1/ws",
+            [(u, token(u), per_user) for u in fleet_users], (observer_user, token(observer_user))),
+            daemon=True)
+        process.start()
+        ready = await _recv(parent, 180)
+        if ready[0] != "ready":
+            raise RuntimeError(f"client process: {ready}")
+        connect_s = ready[2]
+        print(f"  tunnels: {ready[1]} open in {connect_s:.1f} s "
+              f"(server holds {connections.count()})", flush=True)
+        # Warm-up: a second of load, not measured.
+        await _emit_phase(bus, 1.0, fleet_users, fleet_rate, observer_user, observer_rate)
+        for round_no in range(options.heavy_repeats):
+            await asyncio.sleep(0.5)
+            stamps.take(set())
+            stamps.phase = "A"
+            cpu = (cpu_seconds(), cpu_seconds(process.pid), time.monotonic())
+            sent_a = await _emit_phase(bus, phase_a_s, fleet_users, fleet_rate, observer_user,
+                                       observer_rate)
+            cpu_a = _cpu_share(cpu, process.pid)
+            await asyncio.sleep(0.3)
+            parent.send(("stall",))
+            await _recv(parent, 30)
+            stamps.phase = "B"
+            cpu = (cpu_seconds(), cpu_seconds(process.pid), time.monotonic())
+            evicted: list[float] = []
+
+            def gone(elapsed: float, evicted: list[float] = evicted) -> bool:
+                if not evicted and connections.count(observer_user) == 0:
+                    evicted.append(elapsed)
+                # Run B at least as long as A, and on for a while after the eviction.
+                return elapsed >= phase_a_s and bool(evicted) and \
+                    elapsed >= evicted[0] + min(phase_a_s, 3.0)
+
+            sent_b = await _emit_phase(bus, phase_b_max_s, fleet_users, fleet_rate,
+                                       observer_user, observer_rate, until=gone)
+            cpu_b = _cpu_share(cpu, process.pid)
+            await asyncio.sleep(0.5)
+            stamps.phase = "after"
+            parent.send(("collect", stamps.take(set(fleet_users)), bool(evicted)))
+            reply = await _recv(parent, 120)
+            if reply[0] != "stats":
+                raise RuntimeError(f"client process: {reply}")
+            stats, close_code = reply[1], reply[2]
+            stats.setdefault("A", {}).update(server_cpu=cpu_a[0], client_cpu=cpu_a[1])
+            stats.setdefault("B", {}).update(server_cpu=cpu_b[0], client_cpu=cpu_b[1])
+            result = {"A": stats["A"], "B": stats["B"],
+                      "evicted_s": evicted[0] if evicted else float("nan"),
+                      "close_code": close_code, "expected_a": sent_a * per_user,
+                      "expected_b": sent_b * per_user}
+            rounds.append(result)
+            print(f"  tunnels round {round_no}: A p50 {result['A'].get('p50', 0):.1f} p99 "
+                  f"{result['A'].get('p99', 0):.1f} ms ({result['A'].get('count', 0)}/"
+                  f"{result['expected_a']}); B p50 {result['B'].get('p50', 0):.1f} p99 "
+                  f"{result['B'].get('p99', 0):.1f} ms ({result['B'].get('count', 0)}/"
+                  f"{result['expected_b']}); evicted after {result['evicted_s']:.1f} s, "
+                  f"close {close_code}", flush=True)
+            # Wait (bounded) until the observer's new tunnel is registered.
+            for _ in range(200):
+                if connections.count(observer_user) > 0:
+                    break
+                await asyncio.sleep(0.05)
+        parent.send(("stop",))
+    finally:
+        if process is not None:
+            await asyncio.to_thread(process.join, 30)
+            if process.is_alive():
+                process.kill()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serve, 30)
+
+    def med(phase: str, key: str) -> float:
+        return median([r[phase].get(key, float("nan")) for r in rounds])
+
+    delivered = all(r["A"].get("count") == r["expected_a"] and
+                    r["B"].get("count") == r["expected_b"] for r in rounds)
+    evictions = [r["evicted_s"] for r in rounds]
+    section.headers = ["phase", "tunnels", "fleet events/s", "deliveries/s", "p50 ms",
+                       "p99 ms", "max ms", "server CPU", "client CPU", "every event delivered"]
+    tunnels = users * per_user
+    for phase, label in (("A", "A: all reading"), ("B", "B: one socket stalled")):
+        section.rows.append([label, f"{tunnels:,} + 1 observer", fmt(fleet_rate, 0),
+                             fmt(fleet_rate * per_user, 0), fmt(med(phase, "p50"), 2),
+                             fmt(med(phase, "p99"), 2), fmt(med(phase, "max"), 1),
+                             f"{med(phase, 'server_cpu') * 100:.0f}%",
+                             f"{med(phase, 'client_cpu') * 100:.0f}%",
+                             "yes" if delivered else "**no**"])
+    p50, p99 = med("A", "p50"), med("A", "p99")
+    p99_b = med("B", "p99")
+    codes = sorted({str(r["close_code"]) for r in rounds})
+    all_evicted = all(e == e for e in evictions)
+    section.targets.append((f"tunnel p50 ≤ 10 ms, p99 ≤ 50 ms ({tunnels:,} tunnels, "
+                            f"{fleet_rate:g} events/s)", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+                            p50 <= 10 and p99 <= 50))
+    section.targets.append(("a stalled socket is evicted without raising the others' p99",
+                            f"evicted after {fmt(median(evictions))} s (close {', '.join(codes)})"
+                            f"; p99 {p99:.1f} → {p99_b:.1f} ms",
+                            all_evicted and p99_b <= max(50.0, p99 * 1.5)))
+    section.notes += [
+        f"{users} users × {per_user} tunnels; fleet events round-robin over the users, so each "
+        f"event goes to {per_user} tunnels. The observer user gets {observer_rate:g} events/s "
+        f"of {STALL_PAYLOAD} random bytes (base64) in both phases (so the load is equal); "
+        f"its socket has a 4 KB receive buffer. `WS_SEND_QUEUE_SIZE={queue_size}`"
+        f"{'' if options.quick else ' (the default)'}, default heartbeat settings, "
+        f"`WS_MAX_TUNNELS_PER_USER={max(per_user, 5)}`.",
+        f"Median of {options.heavy_repeats} rounds (phase A {phase_a_s:g} s; phase B until "
+        f"the eviction plus {min(phase_a_s, 3.0):g} s, at most {phase_b_max_s:g} s); "
+        f"opening the {tunnels:,} tunnels took {connect_s:.1f} s. The client process sends "
+        "a `ping` every ~10 s per tunnel, as a browser client would.",
+        "Eviction = the server dropped the observer's tunnel from its ConnectionManager "
+        "(send queue overflow); the close code is what the observer read when it resumed.",
+    ]
+    return section

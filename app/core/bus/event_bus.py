@@ -123,6 +123,7 @@ class EventBus:
         dispatched. Writes are committed and dispatched in the order they were queued, so an
         emitter that does not wait (the runner) still sees its events logged in order.
         Ephemeral events ride the same queue, so they never overtake earlier events."""
+        _check_types(events)
         if self._writer is None:
             raise RuntimeError("the event bus is not started")
         write = _Write(list(events))

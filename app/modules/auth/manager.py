@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.bus import EventBus
@@ -105,7 +106,8 @@ class AuthManager:
 
     # --- login -------------------------------------------------------------------------------
     def _check_rate(self, identifier: str, client: str) -> tuple[str, str]:
-        keys = (f"id:{identifier.lower()}", f"ip:{client}")
+        # The identifier as login matches it (trimmed, any case): " Bob" is no fresh budget.
+        keys = (f"id:{identifier.strip().lower()}", f"ip:{client}")
         wait = self._limiter.retry_after(*keys)
         if wait is not None:
             raise TooManyRequests("too many failed logins; try again later",
@@ -139,7 +141,7 @@ class AuthManager:
 
     async def admin_login(self, session: AsyncSession, identifier: str, password: str,
                           client: str) -> tuple[BackofficeUser, str, str]:
-        keys = self._check_rate("admin:" + identifier, client)
+        keys = self._check_rate("admin:" + identifier.strip(), client)
         ident = identifier.strip().lower()
         admin = (await session.execute(select(BackofficeUser).where(
             or_(BackofficeUser.email == ident, func.lower(BackofficeUser.username) == ident))
@@ -164,7 +166,11 @@ class AuthManager:
         admin = BackofficeUser(email=email, username=username,
                                password_hash=hash_password(password, self._settings.BCRYPT_ROUNDS))
         session.add(admin)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError as exc:  # a concurrent create took the name
+            raise Conflict("an admin with that email or username exists",
+                           code="admin_taken") from exc
         return admin
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -109,15 +110,22 @@ class EventLogManager:
         next_cursor = encode_cursor(rows[-1].user_id, rows[-1].user_seq) if more else None
         return rows, next_cursor
 
+    async def _page_in_session(self, sessionmaker: async_sessionmaker[AsyncSession], *,
+                               viewer_id: int | None, filters: EventFilter, after: str | None,
+                               limit: int) -> tuple[list[EventLog], str | None]:
+        async with sessionmaker() as session:
+            return await self.page(session, viewer_id=viewer_id, filters=filters, after=after,
+                                   limit=limit)
+
     async def export(self, sessionmaker: async_sessionmaker[AsyncSession], *,
                      viewer_id: int | None, filters: EventFilter) -> AsyncIterator[bytes]:
         """NDJSON, page by page, each page in its own short session: constant memory."""
         after: str | None = None
         batch = self._settings.WS_REPLAY_BATCH
         while True:
-            async with sessionmaker() as session:
-                rows, after = await self.page(session, viewer_id=viewer_id, filters=filters,
-                                              after=after, limit=batch)
+            # Shielded: a client that disconnects cancels the stream (see fetch_after).
+            rows, after = await asyncio.shield(self._page_in_session(
+                sessionmaker, viewer_id=viewer_id, filters=filters, after=after, limit=batch))
             if rows:
                 yield "".join(json.dumps(row_to_dict(r)) + "\n" for r in rows).encode()
             if after is None:
@@ -126,6 +134,15 @@ class EventLogManager:
     # --- the tunnel --------------------------------------------------------------------------
     async def fetch_after(self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int,
                           after: int, until: int | None, limit: int) -> list[Outgoing]:
+        # Shielded: the tunnel's sender is cancelled when its socket goes away. A session
+        # cancelled mid-query gets its connection invalidated, and on SQLite the abandoned
+        # connection keeps its BEGIN IMMEDIATE lock: every later write then fails with
+        # "database is locked". The read finishes; only its result is dropped.
+        return await asyncio.shield(self._fetch_after(sessionmaker, user_id, after, until,
+                                                      limit))
+
+    async def _fetch_after(self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int,
+                           after: int, until: int | None, limit: int) -> list[Outgoing]:
         query = select(EventLog).where(EventLog.user_id == user_id, EventLog.user_seq > after)
         if until is not None:
             query = query.where(EventLog.user_seq <= until)

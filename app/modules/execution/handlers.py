@@ -29,6 +29,19 @@ def _reply_error(tunnel: Tunnel, exc: AppError, request_id: str | None) -> None:
     tunnel.send_message(message)
 
 
+def _split_request_id(data: dict[str, Any],
+                      request_id: str | None) -> tuple[dict[str, Any], str | None]:
+    """DESIGN.md §4: `execution.start` is "the REST body plus an optional request_id", so a
+    client may put request_id inside `data` as well as in the envelope; either is echoed."""
+    if "request_id" not in data:
+        return data, request_id
+    data = dict(data)
+    inner = data.pop("request_id")
+    if request_id is None and isinstance(inner, str):
+        request_id = inner
+    return data, request_id
+
+
 def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -36,6 +49,7 @@ def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) ->
     connections = registry.get(ConnectionManager)
 
     async def start(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
+        data, request_id = _split_request_id(data, request_id)
         try:
             request = RunRequest.model_validate(data)
         except ValidationError as exc:
@@ -60,6 +74,7 @@ def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) ->
                                       "request_id": request_id}})
 
     async def cancel(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
+        data, request_id = _split_request_id(data, request_id)
         try:
             run_id = uuid.UUID(str(data.get("run_id")))
         except ValueError:

@@ -25,6 +25,7 @@ from app.modules.execution.executors.api import (
     NodeInputs,
     NodeOutput,
 )
+from app.modules.execution.graph import GraphEdge
 from app.modules.execution.models import (
     NodeInsert,
     NodeStatus,
@@ -83,6 +84,11 @@ class Runner:
         self._tokens = {"input": 0, "output": 0}
         self._semaphore = asyncio.Semaphore(limits.max_concurrent_nodes)
         self._unconfirmed: list[asyncio.Future[None]] = []
+        # Each node's incoming edges, in edge order, grouped once: scanning every edge for
+        # every node made a run O(nodes × edges).
+        self._incoming: dict[str, list[GraphEdge]] = {}
+        for edge in plan.graph.edges:
+            self._incoming.setdefault(edge.target, []).append(edge)
 
     # --- publishing --------------------------------------------------------------------------
     async def _publish(self, *events: Event) -> None:
@@ -188,7 +194,7 @@ class Runner:
         text: dict[str, str] = {}
         adapters: dict[str, AdapterInput] = {}
         # Stable order: parents by their position in the flow's node list.
-        edges = sorted((e for e in graph.edges if e.target == node_id),
+        edges = sorted(self._incoming.get(node_id, ()),
                        key=lambda e: graph.nodes[e.source].index)
         for edge in edges:
             output = self._outputs.get(edge.source, {})
@@ -326,6 +332,9 @@ class Runner:
         }, RunUpdate(self.plan.run_id, {"status": RunStatus.CANCELLED.value,
                                         **self._totals()})))
         await self._publish(*events)
+        # The run is over only once its cancellation is in the log: whoever awaits the run
+        # (the cancel endpoint, shutdown, the per-user run limit) must see it committed.
+        await self._confirm()
 
     async def _record_fatal(self, exc: Exception) -> None:
         error = {"code": "internal_error", "message": str(exc) or type(exc).__name__}

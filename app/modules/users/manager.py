@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.v1.schemas.users import UserCreate
@@ -34,7 +35,13 @@ class UserManager:
         user = User(email=email, username=data.username,
                     password_hash=hash_password(data.password, self._settings.BCRYPT_ROUNDS))
         session.add(user)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            # A concurrent sign-up took the name between the check above and this insert.
+            field = "email" if "email" in str(exc.orig).lower() else "username"
+            raise Conflict(f"that {field} is already registered",
+                           code=f"{field}_taken") from exc
         await self._bus.emit_in(session, Event(
             EventTypes.USER_CREATED, {"user_id": user.id, "username": user.username},
             user_id=user.id))

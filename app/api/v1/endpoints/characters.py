@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.characters import CharacterCreate, CharacterOut, CharacterUpdate
+from app.api.v1.schemas.common import INT_ID_MAX
 from app.core.auth import CurrentUser
 from app.models import ConsistentCharacter
 from app.modules.characters.manager import CharacterManager
@@ -23,7 +25,8 @@ async def create_character(body: CharacterCreate, user: CurrentUser, session: Se
 
 @router.get("", response_model=list[CharacterOut])
 async def list_characters(
-    user: CurrentUser, session: SessionDep, project_id: int | None = None,
+    user: CurrentUser, session: SessionDep,
+    project_id: Annotated[int | None, Query(ge=1, le=INT_ID_MAX)] = None,
     characters: Characters = manager(Characters),
 ) -> Sequence[ConsistentCharacter]:
     return await characters.list_for(session, user, project_id)

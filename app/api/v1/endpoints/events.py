@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import SessionDep, SettingsDep, manager
+from app.api.v1.schemas.common import INT_ID_MAX
 from app.core.auth import PrincipalDep
 from app.core.errors import Forbidden
 from app.modules.events.manager import EventFilter, EventLogManager, row_to_dict
@@ -17,6 +18,14 @@ router = APIRouter(prefix="/events", tags=["events"])
 NDJSON = "application/x-ndjson"
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """since/until as UTC: SQLite compares the stored UTC text, so an instant given with
+    another offset must be converted first; one given without an offset is taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 @router.get("", response_model=None)
 async def list_events(
     request: Request, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
@@ -24,7 +33,8 @@ async def list_events(
     type: Annotated[str | None, Query(max_length=100, description="exact or prefix (flow.*)")]
     = None,
     since: datetime | None = None, until: datetime | None = None,
-    user_id: Annotated[int | None, Query(description="admins: one user's events")] = None,
+    user_id: Annotated[int | None, Query(ge=1, le=INT_ID_MAX,
+                                         description="admins: one user's events")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     accept: Annotated[str | None, Header()] = None,
@@ -34,8 +44,8 @@ async def list_events(
     if user_id is not None and not principal.is_admin:
         raise Forbidden("only admins may read another user's events")
     viewer = None if principal.is_admin else principal.user.id  # type: ignore[union-attr]
-    filters = EventFilter(run_id=run_id, flow_id=flow_id, type_prefix=type, since=since,
-                          until=until, user_id=user_id)
+    filters = EventFilter(run_id=run_id, flow_id=flow_id, type_prefix=type, since=_utc(since),
+                          until=_utc(until), user_id=user_id)
     if accept and NDJSON in accept:
         return StreamingResponse(
             events.export(request.app.state.sessionmaker, viewer_id=viewer, filters=filters),

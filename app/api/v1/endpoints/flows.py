@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.flows import FlowCreate, FlowOut, FlowUpdate
 from app.core.auth import CurrentUser
 from app.models import Flow
@@ -21,7 +23,8 @@ async def create_flow(body: FlowCreate, user: CurrentUser, session: SessionDep,
 
 
 @router.get("", response_model=list[FlowOut])
-async def list_flows(user: CurrentUser, session: SessionDep, project_id: int | None = None,
+async def list_flows(user: CurrentUser, session: SessionDep,
+                     project_id: Annotated[int | None, Query(ge=1, le=INT_ID_MAX)] = None,
                      flows: FlowManager = manager(FlowManager)) -> Sequence[Flow]:
     return await flows.list_for(session, user, project_id)
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.projects import ProjectCreate, ProjectOut, ProjectSelect
 from app.core.auth import CurrentUser, PrincipalDep
 from app.models import Project
@@ -12,6 +14,7 @@ from app.modules.projects.manager import ProjectManager
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 Projects = ProjectManager
+ProjectId = Annotated[int, Path(ge=1, le=INT_ID_MAX)]
 
 
 @router.post("", response_model=ProjectOut, status_code=status.HTTP_201_CREATED)
@@ -36,13 +39,13 @@ async def select_projects(body: ProjectSelect, principal: PrincipalDep, session:
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-async def get_project(project_id: int, user: CurrentUser, session: SessionDep,
+async def get_project(project_id: ProjectId, user: CurrentUser, session: SessionDep,
                       projects: Projects = manager(Projects)) -> Project:
     return await projects.get(session, user, project_id)
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_project(project_id: int, user: CurrentUser, session: SessionDep,
+async def delete_project(project_id: ProjectId, user: CurrentUser, session: SessionDep,
                          projects: Projects = manager(Projects)) -> Response:
     await projects.delete(session, user, project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

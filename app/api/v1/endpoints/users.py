@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.users import UserCreate, UserOut
 from app.core.auth import CurrentUser, PrincipalDep
 from app.models import User
 from app.modules.users.manager import UserManager
 
 router = APIRouter(prefix="/users", tags=["users"])
+UserId = Annotated[int, Path(ge=1, le=INT_ID_MAX)]
 
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
@@ -23,7 +27,7 @@ async def me(user: CurrentUser) -> User:
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def get_user(user_id: int, principal: PrincipalDep, session: SessionDep,
+async def get_user(user_id: UserId, principal: PrincipalDep, session: SessionDep,
                    users: UserManager = manager(UserManager)) -> User:
     viewer = principal.user.id if principal.user else None
     return await users.get_visible(session, user_id, viewer_id=viewer,
@@ -31,7 +35,7 @@ async def get_user(user_id: int, principal: PrincipalDep, session: SessionDep,
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(user_id: int, principal: PrincipalDep, session: SessionDep,
+async def delete_user(user_id: UserId, principal: PrincipalDep, session: SessionDep,
                       users: UserManager = manager(UserManager)) -> Response:
     viewer = principal.user.id if principal.user else None
     user = await users.get_visible(session, user_id, viewer_id=viewer,

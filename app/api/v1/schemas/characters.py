@@ -6,19 +6,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.v1.schemas.common import Strict
+from app.api.v1.schemas.common import IntId, Strict
 
 
 class CharacterCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     persona: dict[str, Any] = Field(default_factory=dict)
-    project_id: int | None = None
+    project_id: IntId | None = None
 
 
 class CharacterUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     persona: dict[str, Any] | None = None
-    project_id: int | None = None
+    project_id: IntId | None = None
 
 
 class CharacterOut(BaseModel):

@@ -13,6 +13,11 @@ def _check_password(value: str) -> str:
     return value
 
 
+# Integer primary keys are 32-bit on PostgreSQL. An id outside that range belongs to nothing,
+# and sending it to the database fails the query (a 500), so it is refused as invalid input.
+INT_ID_MAX = 2**31 - 1
+IntId = Annotated[int, Field(ge=1, le=INT_ID_MAX)]
+
 Password = Annotated[str, Field(min_length=8, max_length=200), AfterValidator(_check_password)]
 # Login accepts any length up to the same cap, so an over-long password is a 422 there too.
 LoginPassword = Annotated[str, Field(min_length=1, max_length=200),

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.v1.schemas.common import Strict
+from app.api.v1.schemas.common import IntId, Strict
 from app.core.config import PROVIDER_IDS
 
 ProviderId = Field(default=None, json_schema_extra={"enum": list(PROVIDER_IDS)})
@@ -18,7 +18,7 @@ class FlowCreate(Strict):
     # Stored as sent: React Flow's toObject() plus whatever keys the builder adds.
     graph_data: dict[str, Any] = Field(default_factory=lambda: {"nodes": [], "edges": []})
     provider_id: str | None = ProviderId
-    project_id: int | None = None
+    project_id: IntId | None = None
 
 
 class FlowUpdate(Strict):
@@ -26,7 +26,7 @@ class FlowUpdate(Strict):
     description: str | None = Field(default=None, max_length=10_000)
     graph_data: dict[str, Any] | None = None
     provider_id: str | None = ProviderId
-    project_id: int | None = None
+    project_id: IntId | None = None
 
 
 class FlowOut(BaseModel):

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.v1.schemas.common import Strict
+from app.api.v1.schemas.common import IntId, Strict
 
 
 class ProjectCreate(Strict):
@@ -13,7 +13,7 @@ class ProjectCreate(Strict):
 
 
 class ProjectSelect(Strict):
-    user_id: int
+    user_id: IntId
 
 
 class ProjectOut(BaseModel):
