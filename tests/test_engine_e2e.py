@@ -310,7 +310,8 @@ async def test_a_run_left_by_a_killed_server_is_closed_at_start_up(
         assert run.error is not None and run.error["code"] == "interrupted"
         assert last.event_name == "execution.failed"
         assert last.payload["error"]["code"] == "interrupted"
-        assert last.run_seq == len(before) + 1
+        # "e" was running and "o" pending: each is closed by its own `cancelled` event.
+        assert last.run_seq == len(before) + 3
 
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -318,5 +319,11 @@ async def test_a_run_left_by_a_killed_server_is_closed_at_start_up(
             assert stored["status"] == "failed"
             assert stored["error"]["code"] == "interrupted"
             events = await run_events(c, account, run_id)
-            assert [e["type"] for e in events[:-1]] == [e["type"] for e in before]
+            assert [e["type"] for e in events[:len(before)]] == [e["type"] for e in before]
+            closing = events[len(before):-1]
+            assert [(e["payload"]["node_id"], e["payload"]["status"],
+                     e["payload"]["reason"]) for e in closing] == [
+                ("e", "cancelled", "interrupted"), ("o", "cancelled", "interrupted")]
+            assert stored["nodes"]["e"]["status"] == "cancelled"
+            assert stored["nodes"]["o"]["status"] == "cancelled"
             await assert_run_matches_log(c, account, run_id)

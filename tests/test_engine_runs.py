@@ -378,7 +378,8 @@ async def test_invalid_graph_lists_every_problem_and_creates_no_run(
         [edge("x", "y"), edge("y", "z"), edge("z", "x"), edge("x", "ghost"),
          edge("s", "s")])
 
-    r = await trigger(client, alice, **g)
+    # mistral has no key configured: that is one more problem, reported with the rest.
+    r = await trigger(client, alice, provider_id="mistral", **g)
 
     error = assert_error(r, 422, "invalid_graph")
     details = error["details"]
@@ -386,7 +387,7 @@ async def test_invalid_graph_lists_every_problem_and_creates_no_run(
     for problem in details:
         by_code.setdefault(problem["code"], []).append(problem)
     assert set(by_code) == {"cycle", "duplicate_node_id", "dangling_edge", "unknown_node_type",
-                            "invalid_node_config", "self_loop"}, details
+                            "invalid_node_config", "self_loop", "provider_missing_key"}, details
     [cycle] = by_code["cycle"]
     ring = cycle["nodes"]
     assert sorted(ring) == ["x", "y", "z"]

@@ -244,10 +244,15 @@ class _Stamps:
     def __init__(self) -> None:
         self.phase = "warmup"
         self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
+        self.commit_lag: dict[str, list[float]] = {}  # phase → enqueue-to-dispatch, ms
 
     async def __call__(self, event: Any, registry: Any) -> None:
         if event.user_seq is not None:
-            self.stamps[(event.user_id, event.user_seq)] = (time.time(), self.phase)
+            now = time.time()
+            self.stamps[(event.user_id, event.user_seq)] = (now, self.phase)
+            queued = event.payload.get("t")
+            if queued is not None:
+                self.commit_lag.setdefault(self.phase, []).append((now - queued) * 1000)
 
     def take(self, users: set[int]) -> dict[tuple[int, int], tuple[float, str]]:
         taken = {k: v for k, v in self.stamps.items() if k[0] in users}
@@ -271,7 +276,8 @@ async def _emit_phase(bus: Any, seconds: float, fleet_users: list[int], fleet_ra
         events = []
         while fleet_i < elapsed * fleet_rate:
             events.append(Event(EventTypes.EXECUTION_NODE_STATUS,
-                                {"node_id": "n", "status": "running", "i": fleet_i},
+                                {"node_id": "n", "status": "running", "i": fleet_i,
+                                 "t": time.time()},
                                 user_id=fleet_users[fleet_i % len(fleet_users)]))
             fleet_i += 1
         while observer_i < elapsed * observer_rate:
@@ -351,11 +357,12 @@ async def measure(options: Options, dbs: Databases) -> Section:
         connections: ConnectionManager = app.state.registry.get(ConnectionManager)
         stamps = _Stamps()
         bus.add_subscriber(("*",), stamps)
-        process = ctx.Process(target=client_process, args=(
+        client = ctx.Process(target=client_process, args=(
             child, f"ws://127.0.0.1:{port}/api/v1/ws",
             [(u, token(u), per_user) for u in fleet_users], (observer_user, token(observer_user))),
             daemon=True)
-        process.start()
+        client.start()
+        process = client
         ready = await _recv(parent, 180)
         if ready[0] != "ready":
             raise RuntimeError(f"client process: {ready}")
@@ -396,8 +403,14 @@ async def measure(options: Options, dbs: Databases) -> Section:
             if reply[0] != "stats":
                 raise RuntimeError(f"client process: {reply}")
             stats, close_code = reply[1], reply[2]
-            stats.setdefault("A", {}).update(server_cpu=cpu_a[0], client_cpu=cpu_a[1])
-            stats.setdefault("B", {}).update(server_cpu=cpu_b[0], client_cpu=cpu_b[1])
+            lag = {phase: stamps.commit_lag.pop(phase, []) for phase in ("A", "B")}
+            stamps.commit_lag.clear()
+            stats.setdefault("A", {}).update(server_cpu=cpu_a[0], client_cpu=cpu_a[1],
+                                             lag50=percentile(lag["A"], 50),
+                                             lag99=percentile(lag["A"], 99))
+            stats.setdefault("B", {}).update(server_cpu=cpu_b[0], client_cpu=cpu_b[1],
+                                             lag50=percentile(lag["B"], 50),
+                                             lag99=percentile(lag["B"], 99))
             result = {"A": stats["A"], "B": stats["B"],
                       "evicted_s": evicted[0] if evicted else float("nan"),
                       "close_code": close_code, "expected_a": sent_a * per_user,
@@ -431,12 +444,14 @@ async def measure(options: Options, dbs: Databases) -> Section:
                     r["B"].get("count") == r["expected_b"] for r in rounds)
     evictions = [r["evicted_s"] for r in rounds]
     section.headers = ["phase", "tunnels", "fleet events/s", "deliveries/s", "p50 ms",
-                       "p99 ms", "max ms", "server CPU", "client CPU", "every event delivered"]
+                       "p99 ms", "max ms", "emit→commit p50 / p99 ms", "server CPU",
+                       "client CPU", "every event delivered"]
     tunnels = users * per_user
     for phase, label in (("A", "A: all reading"), ("B", "B: one socket stalled")):
         section.rows.append([label, f"{tunnels:,} + 1 observer", fmt(fleet_rate, 0),
                              fmt(fleet_rate * per_user, 0), fmt(med(phase, "p50"), 2),
                              fmt(med(phase, "p99"), 2), fmt(med(phase, "max"), 1),
+                             f"{fmt(med(phase, 'lag50'))} / {fmt(med(phase, 'lag99'))}",
                              f"{med(phase, 'server_cpu') * 100:.0f}%",
                              f"{med(phase, 'client_cpu') * 100:.0f}%",
                              "yes" if delivered else "**no**"])

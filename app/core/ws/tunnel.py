@@ -60,6 +60,7 @@ class Tunnel:
         self._last_sent = time.monotonic()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        self._closer: asyncio.Future[None] | None = None
 
     # --- called by the ConnectionManager (never blocks) --------------------------------------
     def offer(self, item: Outgoing) -> bool:
@@ -128,10 +129,29 @@ class Tunnel:
                 self._last_sent = now
 
     async def close(self, code: int, reason: str = "") -> None:
+        """Mark the tunnel closed and send the close frame.
+
+        The frame is sent by a task of its own: behind a stalled reader (4409) it waits until
+        the data already in the socket drains, and the tasks that ask for the close (the
+        watchdog, the receiver) are cancelled by the endpoint meanwhile. The endpoint waits
+        for it (`wait_closed`) before it returns, or the server would drop the connection
+        with no close frame and the client would see 1006 instead of the code."""
         if self.closed.is_set():
             return
         self.close_code = code
         self.closed.set()
+        self._closer = asyncio.ensure_future(self._send_close(code, reason))
+        with contextlib.suppress(asyncio.TimeoutError):
+            # Callers never wait long (the ConnectionManager's fan-out, the shutdown).
+            await asyncio.wait_for(asyncio.shield(self._closer), 1.0)
+
+    async def _send_close(self, code: int, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await self.websocket.close(code=code, reason=reason)
+
+    async def wait_closed(self, within: float) -> None:
+        """Wait (at most `within` seconds) until the close frame has been handed over."""
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._closer), within)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.v1.schemas.execution import RunRequest
 from app.core.bus import EventBus
 from app.core.config import PROVIDER_IDS, Settings
+from app.core.db.base import utcnow
 from app.core.db.hooks import after_commit
 from app.core.di import Registry
 from app.core.di.discovery import Discovered
@@ -31,7 +32,13 @@ from app.models import Flow, Run, RunNode, User
 from app.modules.execution.executors.api import ExecutorSpec
 from app.modules.execution.graph import GraphProblem, parse_graph, validate_graph
 from app.modules.execution.handlers import register_tunnel_handlers
-from app.modules.execution.models import ACTIVE_RUN_STATUSES, RunStatus, RunUpdate
+from app.modules.execution.models import (
+    ACTIVE_RUN_STATUSES,
+    NodeStatus,
+    NodeUpdate,
+    RunStatus,
+    RunUpdate,
+)
 from app.modules.execution.plan import RunPlan, build_plan
 from app.modules.execution.providers.base import (
     Completion,
@@ -92,22 +99,43 @@ class ExecutionManager:
         await self.providers.aclose()
 
     async def close_interrupted_runs(self) -> int:
-        """Runs a dead process left queued or running end as failed/interrupted."""
+        """Runs a dead process left queued or running end as failed/interrupted; their
+        unfinished nodes become `cancelled`, each by its own event, so the stored state and
+        the log still agree."""
         async with self._sessionmaker() as session:
-            rows = (await session.execute(
+            runs = (await session.execute(
                 select(Run.id, Run.user_id, Run.project_id).where(
                     Run.status.in_([s.value for s in ACTIVE_RUN_STATUSES])))).all()
+            open_nodes = (await session.execute(
+                select(RunNode.run_id, RunNode.node_id).where(
+                    RunNode.run_id.in_([run.id for run in runs]),
+                    RunNode.status.in_([NodeStatus.PENDING.value, NodeStatus.RUNNING.value]),
+                ).order_by(RunNode.level, RunNode.node_id))).all() if runs else []
+        nodes_by_run: dict[uuid.UUID, list[str]] = {}
+        for node in open_nodes:
+            nodes_by_run.setdefault(node.run_id, []).append(node.node_id)
         error = {"code": "interrupted",
                  "message": "the server stopped while this run was in progress"}
-        events = [Event(EventTypes.EXECUTION_FAILED, {"error": error}, user_id=row.user_id,
-                        project_id=row.project_id, run_id=row.id,
-                        state=[RunUpdate(row.id, {"status": RunStatus.FAILED.value,
-                                                  "error": error})])
-                  for row in rows]
+        now = utcnow()
+        events: list[Event] = []
+        for run in runs:
+            for node_id in nodes_by_run.get(run.id, []):
+                events.append(Event(
+                    EventTypes.EXECUTION_NODE_STATUS,
+                    {"node_id": node_id, "status": NodeStatus.CANCELLED.value,
+                     "reason": "interrupted"},
+                    user_id=run.user_id, project_id=run.project_id, run_id=run.id,
+                    state=[NodeUpdate(run.id, node_id, {"status": NodeStatus.CANCELLED.value,
+                                                        "finished_at": now})]))
+            events.append(Event(
+                EventTypes.EXECUTION_FAILED, {"error": error}, user_id=run.user_id,
+                project_id=run.project_id, run_id=run.id,
+                state=[RunUpdate(run.id, {"status": RunStatus.FAILED.value, "error": error,
+                                          "finished_at": now})]))
         if events:
             await self._bus.emit_many(events)
-            logger.warning("closed %d interrupted run(s)", len(events))
-        return len(events)
+            logger.warning("closed %d interrupted run(s)", len(runs))
+        return len(runs)
 
     # --- starting a run ----------------------------------------------------------------------
     async def start(self, session: AsyncSession, user: User, request: RunRequest) -> Run:

@@ -124,6 +124,10 @@ async def tunnel_endpoint(websocket: WebSocket) -> None:
             with contextlib.suppress(BaseException):
                 await task
         await tunnel.close(tunnel.close_code or CloseCode.NORMAL)
+        # Returning hands the connection back to the server, which drops it: the close frame
+        # must be out first. Behind a stalled reader (4409) that takes until it drains what
+        # is in flight; a client silent for the idle timeout gets no more time than that.
+        await tunnel.wait_closed(settings.WS_IDLE_TIMEOUT_S)
 
 
 async def _receive_loop(tunnel: Tunnel, connections: ConnectionManager,
