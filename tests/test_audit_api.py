@@ -294,11 +294,7 @@ async def test_cursor_paging_and_export_agree_with_the_tunnel(
     await asyncio.wait_for(bus_of(live_server.app).emit(
         Event(EventTypes.EXECUTION_NODE_STATUS, {"after": "export"}, user_id=alice.id)), 5)
 
-
-async def test_an_invalid_cursor_is_a_400(live_server: LiveServer,
-                                          live_client: httpx.AsyncClient) -> None:
-    alice = await sign_up_and_login(live_client)
-
+    # A cursor this API did not issue is a 400 in the error shape.
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -309,7 +305,6 @@ async def test_an_invalid_cursor_is_a_400(live_server: LiveServer,
         assert_error(r, 400, "invalid_cursor")
     # A good cursor still works after all that.
     body = await get_page(live_client, alice.headers, limit=1)
-    assert body["next_cursor"] is not None
     body = await get_page(live_client, alice.headers, limit=1, cursor=body["next_cursor"])
     assert [item["user_seq"] for item in body["items"]] == [2]
 

@@ -302,7 +302,7 @@ async def test_heartbeat_ping_and_idle_close_4408(
     await polite.close()
 
 
-@pytest.mark.parametrize("settings_overrides", overrides(ACCESS_TOKEN_MINUTES=0.03))
+@pytest.mark.parametrize("settings_overrides", overrides(ACCESS_TOKEN_MINUTES=0.025))
 async def test_the_tunnel_closes_with_4001_when_its_token_expires(
         live_server: LiveServer, live_client: httpx.AsyncClient, settings: Settings) -> None:
     account = await sign_up_and_login(live_client)

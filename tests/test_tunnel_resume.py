@@ -241,7 +241,7 @@ ACTION = st.one_of(
 )
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(actions=st.lists(ACTION, min_size=1, max_size=18))
 async def test_every_persisted_event_reaches_each_tunnel_once_in_order(

@@ -52,7 +52,8 @@ def parse_args(argv: list[str]) -> Options:
     return Options(quick=args.quick, only=only, out=args.out, pg_url=args.pg_url,
                    profile_dir=args.profile, langgraph=not args.no_langgraph,
                    repeats=1 if args.quick else 5,
-                   heavy_repeats=1 if args.quick else 3, command=command)
+                   heavy_repeats=1 if args.quick else 3, warmup=not args.quick,
+                   command=command)
 
 
 async def run(options: Options) -> int:

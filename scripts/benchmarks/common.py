@@ -7,6 +7,7 @@ import gc
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -40,6 +41,7 @@ class Options:
     langgraph: bool = True
     repeats: int = 5  # light parts
     heavy_repeats: int = 3  # HTTP and tunnels
+    warmup: bool = True  # one unmeasured run first (off in quick mode)
     command: str = "scripts/bench"
 
     def wants(self, part: str) -> bool:
@@ -57,6 +59,11 @@ class Section:
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, bool | None]] = field(default_factory=list)  # what, got, ok
     skipped: str | None = None
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr; stdout carries only the table."""
+    print(message, file=sys.stderr, flush=True)
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -127,6 +134,7 @@ class Databases:
         self.tmp = Path(tempfile.mkdtemp(prefix="cascade-bench-"))
         self._created: list[str] = []
         self._pg_ok: bool | None = None
+        self._pg_template: str | None = None
         self.pg_version = ""
 
     def pg_database_url(self, name: str) -> str:
@@ -153,20 +161,31 @@ class Databases:
         return self._pg_ok
 
     async def postgres(self, tag: str) -> str:
-        """A fresh, migrated PostgreSQL database; returns its URL."""
+        """A fresh, migrated PostgreSQL database; returns its URL. The migrations run once,
+        into a template database that the others are copied from."""
+        if self._pg_template is None:
+            template = f"cascade_bench_template_{os.getpid()}"
+            await self._admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+            await self._admin(f'CREATE DATABASE "{template}"')
+            self._created.append(template)
+            await asyncio.to_thread(command.upgrade,
+                                    alembic_config(self.pg_database_url(template)), "head")
+            self._pg_template = template
         name = f"cascade_bench_{tag}_{os.getpid()}"
         await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await self._admin(f'CREATE DATABASE "{name}"')
+        await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"')
         self._created.append(name)
-        url = self.pg_database_url(name)
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-        return url
+        return self.pg_database_url(name)
 
     async def sqlite(self, tag: str) -> str:
+        """A fresh, migrated SQLite file (a copy of one migrated once)."""
+        template = self.tmp / "template.db"
+        if not template.exists():
+            await asyncio.to_thread(command.upgrade,
+                                    alembic_config(f"sqlite+aiosqlite:///{template}"), "head")
         path = self.tmp / f"{tag}.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-        return url
+        await asyncio.to_thread(shutil.copy, template, path)
+        return f"sqlite+aiosqlite:///{path}"
 
     async def close(self) -> None:
         for name in reversed(self._created):

@@ -42,6 +42,7 @@ from scripts.benchmarks.common import (
     Store,
     fmt,
     median,
+    progress,
     ratio,
     timed,
 )
@@ -213,13 +214,13 @@ async def _measure_shape(options: Options, shape: Shape, specs: Mapping[str, Exe
     if app is not None:
         runs["d"] = lambda: langgraph_run(app, shape)
     out = ShapeTimes(shape, {key: [] for key in runs})
-    for fn in runs.values():  # warm-up, not counted
+    for fn in runs.values() if options.warmup else ():  # not counted
         await fn()
     for _ in range(options.repeats):
         for key, fn in runs.items():
             out.times[key].append(await fn())
-    print(f"  engine {shape.name}: " + ", ".join(
-        f"{k}={fmt(out.us_per_node(k))}µs" for k in runs), flush=True)
+    progress(f"  engine {shape.name}: " + ", ".join(
+        f"{k}={fmt(out.us_per_node(k))}µs" for k in runs))
     return out
 
 
@@ -281,7 +282,7 @@ async def profile(out_dir: Path, shapes: list[Shape], specs: Mapping[str, Execut
         from pyinstrument import Profiler
         from pyinstrument.renderers import ConsoleRenderer
     except ImportError:
-        print("  pyinstrument is not installed; no profiles", flush=True)
+        progress("  pyinstrument is not installed; no profiles")
         return
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     for mode in modes.values():
@@ -305,4 +306,4 @@ async def profile(out_dir: Path, shapes: list[Shape], specs: Mapping[str, Execut
     finally:
         for mode in modes.values():
             await mode.bus.stop()
-    print(f"  profiles written to {out_dir}", flush=True)
+    progress(f"  profiles written to {out_dir}")

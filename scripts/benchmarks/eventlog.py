@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 import asyncpg
 
 from app.core.events import Event, EventTypes
-from scripts.benchmarks.common import Databases, Options, Section, Store, fmt, median, ratio
+from scripts.benchmarks.common import (
+    Databases,
+    Options,
+    Section,
+    Store,
+    fmt,
+    median,
+    progress,
+    ratio,
+)
 from scripts.benchmarks.engine import make_bus
 
 COLUMNS = ["id", "event_name", "payload", "user_id", "project_id", "run_id", "run_seq",
@@ -172,7 +181,8 @@ async def measure(options: Options, dbs: Databases) -> Section:
                                                time_limit)
             return out
 
-        await one_round()  # warm-up
+        if options.warmup:
+            await one_round()
         for _ in range(options.repeats):
             for key, value in (await one_round()).items():
                 rates.setdefault(key, []).append(value)
@@ -182,7 +192,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
 
     med = {key: median(values) for key, values in rates.items()}
     for key, value in med.items():
-        print(f"  eventlog {key}: {value:,.0f} events/s", flush=True)
+        progress(f"  eventlog {key}: {value:,.0f} events/s")
     pg_floor_rate = med.get("pg_floor")
     section.headers = ["writer", "events/s", "÷ PostgreSQL COPY floor",
                        "÷ same-database floor"]

@@ -41,6 +41,7 @@ from scripts.benchmarks.common import (
     fmt,
     median,
     percentile,
+    progress,
 )
 
 EVENTS_PER_RUN = 8  # started, 2 × pending, 2 × running, 2 × completed, execution.completed
@@ -270,8 +271,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
         await server.start()
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             accounts = await make_accounts(client, users)
-        rounds = 1 + options.heavy_repeats  # the first is a warm-up
-        for round_no in range(rounds):
+        for round_no in range(0 if options.warmup else 1, options.heavy_repeats + 1):
             n = max(20, total // 5) if round_no == 0 else total
             cpu0 = server.cpu_seconds()
             load = await loop.run_in_executor(pool, load_generator, server.port, accounts, n,
@@ -279,7 +279,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
             sent: dict[uuid.UUID, float] = {uuid.UUID(r): t for r, t in load["sent"]}
             done = await wait_completed(dsn, list(sent), 60 if not options.quick else 20)
             cpu = server.cpu_seconds() - cpu0
-            if round_no == 0:
+            if round_no == 0:  # the warm-up round
                 continue
             complete, succeeded = await check_persisted(dsn, list(sent))
             first = min(sent.values())
@@ -295,10 +295,10 @@ async def measure(options: Options, dbs: Databases) -> Section:
                 "server_cpu": cpu / window if window > 0 else float("nan"),
             }
             results.append(result)
-            print(f"  http round {round_no}: {result['runs_per_s']:.0f} runs/s, p50 "
+            progress(f"  http round {round_no}: {result['runs_per_s']:.0f} runs/s, p50 "
                   f"{result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
                   f"{result['completed']}/{result['accepted']} completed, errors "
-                  f"{load['errors']}", flush=True)
+                  f"{load['errors']}")
     finally:
         pool.shutdown(cancel_futures=True)
         await server.stop()

@@ -8,7 +8,7 @@ would run in two waves and the ideal itself would double.
 
 from __future__ import annotations
 
-from scripts.benchmarks.common import Databases, Options, Section, Store, fmt, median
+from scripts.benchmarks.common import Databases, Options, Section, Store, fmt, median, progress
 from scripts.benchmarks.engine import CascadeMode, make_bus, parse_valid
 from scripts.benchmarks.nodes import bench_registry
 from scripts.benchmarks.shapes import layered
@@ -41,8 +41,8 @@ async def measure(options: Options, dbs: Databases) -> Section:
         for mode in modes:
             mode.bus.start()
         times: dict[str, list[float]] = {m.name: [] for m in modes}
-        for mode in modes:
-            await mode.run(graph)  # warm-up
+        for mode in modes if options.warmup else ():  # warm-up
+            await mode.run(graph)
         for _ in range(options.repeats):
             for mode in modes:
                 times[mode.name].append(await mode.run(graph))
@@ -61,7 +61,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
         if name in ("PostgreSQL log", "in-memory log"):
             section.targets.append((f"level parallelism overhead < 15% of ideal ({name})",
                                     f"{overhead * 100:.1f}%", overhead < 0.15))
-        print(f"  parallelism {name}: {t:.3f} s ({overhead * 100:.1f}%)", flush=True)
+        progress(f"  parallelism {name}: {t:.3f} s ({overhead * 100:.1f}%)")
     section.notes += [
         f"Median of {options.repeats} runs after a warm-up; `RunnerLimits(max_concurrent_nodes"
         f"={width})`, everything else default. The ideal is levels × sleep; the overhead "

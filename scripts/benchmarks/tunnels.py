@@ -7,8 +7,9 @@ ConnectionManager. A client process opens the fleet — USERS users × TUNNELS_P
 event arrived.
 
 Load: FLEET_RATE persisted events per second, round-robin over the fleet users (each event
-reaches all of its user's tunnels), plus STALL_RATE events/s of STALL_PAYLOAD bytes for the
-observer's user. A subscriber stamps the time each event is dispatched, i.e. right after its
+reaches all of its user's tunnels), plus STALL_RATE ephemeral stream deltas/s of
+STALL_PAYLOAD random bytes for the observer's user (a token stream; not logged). A
+subscriber stamps the time each event is dispatched, i.e. right after its
 transaction committed; latency = receipt time in the client − that stamp (same machine,
 same wall clock).
 
@@ -42,6 +43,7 @@ from scripts.benchmarks.common import (
     fmt,
     median,
     percentile,
+    progress,
 )
 
 STALL_PAYLOAD = 8192
@@ -281,11 +283,11 @@ async def _emit_phase(bus: Any, seconds: float, fleet_users: list[int], fleet_ra
                                 user_id=fleet_users[fleet_i % len(fleet_users)]))
             fleet_i += 1
         while observer_i < elapsed * observer_rate:
-            events.append(Event(EventTypes.EXECUTION_NODE_STATUS,
-                                {"node_id": "o", "status": "running",
-                                 # random: the tunnel compresses (permessage-deflate)
-                                 "pad": base64.b64encode(os.urandom(STALL_PAYLOAD * 3 // 4))
-                                 .decode()},
+            # A token-stream delta (ephemeral: pushed, not logged), random so that the
+            # tunnel's permessage-deflate cannot shrink it.
+            events.append(Event(EventTypes.EXECUTION_NODE_STREAM,
+                                {"node_id": "o", "delta": base64.b64encode(
+                                    os.urandom(STALL_PAYLOAD * 3 // 4)).decode()},
                                 user_id=observer_user))
             observer_i += 1
         for event in events:
@@ -319,14 +321,14 @@ async def measure(options: Options, dbs: Databases) -> Section:
         return section
     users, per_user = (2, 5) if options.quick else FLEET
     fleet_rate, observer_rate = (50.0, 200.0) if options.quick else (FLEET_RATE, STALL_RATE)
-    phase_a_s, phase_b_max_s = (1.5, 4.0) if options.quick else (8.0, 30.0)
+    phase_a_s, phase_b_max_s = (1.0, 4.0) if options.quick else (8.0, 30.0)
     url = await dbs.postgres("tunnels")
     store = Store(url)
     ids = await store.add_users(users + 1, prefix="tunnel")
     await store.close()
     fleet_users, observer_user = ids[:users], ids[users]
     # Quick mode shrinks the send queue so the eviction happens within its short phase.
-    queue_size = 50 if options.quick else Settings.model_fields["WS_SEND_QUEUE_SIZE"].default
+    queue_size = 20 if options.quick else Settings.model_fields["WS_SEND_QUEUE_SIZE"].default
     settings = Settings(_env_file=None, DATABASE_URL=url,
                         JWT_SECRET=JWT_SECRET, LOG_LEVEL="WARNING",
                         WS_MAX_TUNNELS_PER_USER=max(per_user, 5), WS_SEND_QUEUE_SIZE=queue_size)
@@ -367,10 +369,10 @@ async def measure(options: Options, dbs: Databases) -> Section:
         if ready[0] != "ready":
             raise RuntimeError(f"client process: {ready}")
         connect_s = ready[2]
-        print(f"  tunnels: {ready[1]} open in {connect_s:.1f} s "
-              f"(server holds {connections.count()})", flush=True)
-        # Warm-up: a second of load, not measured.
-        await _emit_phase(bus, 1.0, fleet_users, fleet_rate, observer_user, observer_rate)
+        progress(f"  tunnels: {ready[1]} open in {connect_s:.1f} s "
+              f"(server holds {connections.count()})")
+        if options.warmup:  # a second of load, not measured
+            await _emit_phase(bus, 1.0, fleet_users, fleet_rate, observer_user, observer_rate)
         for round_no in range(options.heavy_repeats):
             await asyncio.sleep(0.5)
             stamps.take(set())
@@ -416,12 +418,12 @@ async def measure(options: Options, dbs: Databases) -> Section:
                       "close_code": close_code, "expected_a": sent_a * per_user,
                       "expected_b": sent_b * per_user}
             rounds.append(result)
-            print(f"  tunnels round {round_no}: A p50 {result['A'].get('p50', 0):.1f} p99 "
+            progress(f"  tunnels round {round_no}: A p50 {result['A'].get('p50', 0):.1f} p99 "
                   f"{result['A'].get('p99', 0):.1f} ms ({result['A'].get('count', 0)}/"
                   f"{result['expected_a']}); B p50 {result['B'].get('p50', 0):.1f} p99 "
                   f"{result['B'].get('p99', 0):.1f} ms ({result['B'].get('count', 0)}/"
                   f"{result['expected_b']}); evicted after {result['evicted_s']:.1f} s, "
-                  f"close {close_code}", flush=True)
+                  f"close {close_code}")
             # Wait (bounded) until the observer's new tunnel is registered.
             for _ in range(200):
                 if connections.count(observer_user) > 0:
@@ -468,8 +470,9 @@ async def measure(options: Options, dbs: Databases) -> Section:
                             all_evicted and p99_b <= max(50.0, p99 * 1.5)))
     section.notes += [
         f"{users} users × {per_user} tunnels; fleet events round-robin over the users, so each "
-        f"event goes to {per_user} tunnels. The observer user gets {observer_rate:g} events/s "
-        f"of {STALL_PAYLOAD} random bytes (base64) in both phases (so the load is equal); "
+        f"event goes to {per_user} tunnels. The observer user gets {observer_rate:g} "
+        f"`execution.node.stream` deltas/s (ephemeral, not logged) of {STALL_PAYLOAD} random "
+        "bytes (base64) in both phases, so the load is equal; "
         f"its socket has a 4 KB receive buffer. `WS_SEND_QUEUE_SIZE={queue_size}`"
         f"{'' if options.quick else ' (the default)'}, default heartbeat settings, "
         f"`WS_MAX_TUNNELS_PER_USER={max(per_user, 5)}`.",

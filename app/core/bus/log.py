@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import Table, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.bus.state import apply_state_ops
@@ -31,18 +31,34 @@ class EventLogError(Exception):
     pass
 
 
-async def _bump(session: AsyncSession, model: Any, key: Any, count: int) -> int:
-    """Reserve `count` numbers on a counter row; returns the first one."""
-    stmt = (
-        update(model).where(model.id == key)
-        .values(last_event_seq=model.last_event_seq + count)
-        .returning(model.last_event_seq)
-        .execution_options(synchronize_session=False)
-    )
-    last = (await session.execute(stmt)).scalar_one_or_none()
-    if last is None:
-        raise EventLogError(f"no {model.__tablename__} row {key} to number events for")
-    return int(last) - count + 1
+async def _bump(session: AsyncSession, model: Any, counts: Mapping[Any, int]) -> dict[Any, int]:
+    """Reserve numbers on counter rows (key → how many); returns key → the first one.
+
+    Rows are locked in key order, so concurrent writers can never deadlock. One row costs one
+    `UPDATE … RETURNING`; several cost two statements whatever their number (an ordered
+    `SELECT … FOR UPDATE`, then one `UPDATE … SET last_event_seq = last_event_seq + CASE id
+    … END … RETURNING`) instead of one round trip per row."""
+    table = model.__table__
+    keys = sorted(counts)
+    if len(keys) == 1:
+        where = table.c.id == keys[0]
+        increment: Any = counts[keys[0]]
+    else:
+        where = table.c.id.in_(keys)
+        increment = case({key: counts[key] for key in keys}, value=table.c.id)
+        if session.get_bind().dialect.name != "sqlite":  # SQLite locks the whole database
+            await session.execute(select(table.c.id).where(where).order_by(table.c.id)
+                                  .with_for_update())
+    rows = (await session.execute(
+        update(table).where(where)
+        .values(last_event_seq=table.c.last_event_seq + increment)
+        .returning(table.c.id, table.c.last_event_seq))).all()
+    first = {key: int(last) - counts[key] + 1 for key, last in rows}
+    missing = [key for key in keys if key not in first]
+    if missing:
+        raise EventLogError(f"no {table.name} row {', '.join(map(str, missing))} to number "
+                            "events for")
+    return first
 
 
 async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
@@ -51,13 +67,11 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
     persisted = [event for event in events if event.persisted]
     if not persisted:
         return
-    next_user_seq: dict[int, int] = {}
-    for user_id, count in sorted(Counter(e.user_id for e in persisted).items()):
-        next_user_seq[user_id] = await _bump(session, User, user_id, count)
-    next_run_seq: dict[uuid.UUID, int] = {}
+    # Users before runs, each in key order: the lock order every writer follows.
+    next_user_seq = await _bump(session, User, Counter(e.user_id for e in persisted))
     run_counts = Counter(e.run_id for e in persisted if e.run_id is not None)
-    for run_id, count in sorted(run_counts.items(), key=lambda item: str(item[0])):
-        next_run_seq[run_id] = await _bump(session, Run, run_id, count)
+    next_run_seq: dict[uuid.UUID, int] = (
+        await _bump(session, Run, run_counts) if run_counts else {})
 
     now = utcnow()
     rows = []
@@ -75,7 +89,8 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
             "run_seq": event.run_seq, "user_seq": event.user_seq,
             "session_id": event.session_id, "created_at": now,
         })
-    await session.execute(insert(EventLog), rows)
+    # Core insert (executemany): the ORM bulk path would redo per-row ORM bookkeeping.
+    await session.execute(insert(cast(Table, EventLog.__table__)), rows)
     ops = [op for event in persisted for op in event.state]
     if ops:
         await apply_state_ops(session, ops)

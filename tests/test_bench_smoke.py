@@ -1,0 +1,42 @@
+"""Smoke test of the benchmark harness: `scripts/bench --quick` runs every part at tiny sizes
+and writes its markdown table. It asserts nothing about timings (those belong in
+docs/BENCHMARKS.md, measured by a full `scripts/bench`).
+
+It runs in the normal suite and is bounded to 60 s. The PostgreSQL parts use the suite's
+server (TEST_POSTGRES_URL) in cascade_bench_* databases and are skipped by the harness (not
+failed) when it is unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, TEST_POSTGRES_URL
+
+PARTS = ("1. Engine overhead per node", "2. Level parallelism", "3. Event log throughput",
+         "4. Runs per second over HTTP", "5. Tunnel fan-out")
+
+
+def test_bench_quick_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    env = {k: v for k, v in os.environ.items() if k != "CASCADE_BENCH_COMMAND"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.benchmarks", "--quick", "--out", str(out),
+         "--pg-url", TEST_POSTGRES_URL],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith("# Cascade benchmarks")
+    assert "--quick" in text  # the exact command is recorded
+    assert "**Machine**" in text and "**Versions**" in text
+    for title in PARTS:
+        assert f"## {title}" in text, title
+    # The engine table, with its header row and one row per shape.
+    assert "| shape | nodes | edges | (a) floor µs/node |" in text
+    for shape in ("chain", "fan-out", "layered", "random DAG"):
+        assert f"| {shape}" in text, shape
+    assert "## Targets" in text
+    assert result.stdout.startswith("# Cascade benchmarks")  # the table is also printed
