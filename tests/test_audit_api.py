@@ -299,7 +299,9 @@ async def test_cursor_paging_and_export_agree_with_the_tunnel(
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     for cursor in ("garbage", "!!!", b64(b'"x"'), b64(b"[1]"), b64(b"[1, 2, 3]"),
-                   b64(b'{"a": 1}'), b64(b'["a", "b"]'), b64(b"\xff\xfe"), "a" * 500):
+                   b64(b'{"a": 1}'), b64(b'["a", "b"]'), b64(b"\xff\xfe"), "a" * 500,
+                   b64(b"[1, 99999999999999999999999]"), b64(b"[99999999999, 1]"),
+                   b64(b"[-1, 1]")):
         r = await live_client.get("/api/v1/events", params={"cursor": cursor, "limit": 5},
                                   headers=alice.headers)
         assert_error(r, 400, "invalid_cursor")

@@ -282,6 +282,22 @@ async def test_failures_per_identifier_count_across_addresses_and_spellings(
 
 @pytest.mark.parametrize("settings_overrides", [{"LOGIN_FAILURES_PER_MINUTE": LIMIT}],
                          indirect=True, ids=["limit3"])
+async def test_an_accounts_email_and_username_share_one_failure_budget(
+    client: httpx.AsyncClient, app: FastAPI,
+) -> None:
+    account = await sign_up_and_login(client)
+    # Alternate the two identifiers of one account, each from a fresh address.
+    for n in range(LIMIT):
+        identifier = account.email if n % 2 else account.username
+        async with from_address(app, f"10.1.0.{n + 1}") as c:
+            assert_error(await login(c, identifier, "wrong-password"), 401)
+    async with from_address(app, "10.1.0.99") as c:
+        assert_error(await login(c, account.email), 429, "too_many_attempts")
+        assert_error(await login(c, account.username), 429, "too_many_attempts")
+
+
+@pytest.mark.parametrize("settings_overrides", [{"LOGIN_FAILURES_PER_MINUTE": LIMIT}],
+                         indirect=True, ids=["limit3"])
 async def test_failed_logins_per_address_are_throttled(client: httpx.AsyncClient) -> None:
     # Spraying different (unknown) identifiers from one address trips the address limit.
     for i in range(LIMIT):

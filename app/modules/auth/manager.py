@@ -105,14 +105,17 @@ class AuthManager:
         return user is not None and user.is_active and user.deleted_at is None
 
     # --- login -------------------------------------------------------------------------------
-    def _check_rate(self, identifier: str, client: str) -> tuple[str, str]:
+    def _check_rate(self, identifier: str, client: str) -> tuple[str, ...]:
         # The identifier as login matches it (trimmed, any case): " Bob" is no fresh budget.
         keys = (f"id:{identifier.strip().lower()}", f"ip:{client}")
+        self._refuse_if_limited(keys)
+        return keys
+
+    def _refuse_if_limited(self, keys: tuple[str, ...]) -> None:
         wait = self._limiter.retry_after(*keys)
         if wait is not None:
             raise TooManyRequests("too many failed logins; try again later",
                                   code="too_many_attempts", headers={"Retry-After": str(wait)})
-        return keys
 
     async def login(self, session: AsyncSession, identifier: str, password: str,
                     client: str) -> tuple[User, str, str]:
@@ -125,8 +128,11 @@ class AuthManager:
             burn_password_check(password)
             self._limiter.record_failure(*keys)
             raise Unauthorized(_BAD_CREDENTIALS, code="invalid_credentials")
+        # One budget per account too, so its email and its username do not add up to two.
+        account_key = (f"user:{user.id}",)
+        self._refuse_if_limited(account_key)
         if not verify_password(password, user.password_hash) or not user.is_active:
-            self._limiter.record_failure(*keys)
+            self._limiter.record_failure(*keys, *account_key)
             await self._bus.emit_in(session, Event(
                 EventTypes.AUTH_LOGIN_FAILED, {"user_id": user.id, "reason": "bad_credentials"},
                 user_id=user.id))

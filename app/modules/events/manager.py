@@ -59,8 +59,11 @@ def encode_cursor(user_id: int, user_seq: int) -> str:
 def decode_cursor(cursor: str) -> tuple[int, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        user_id, user_seq = json.loads(base64.urlsafe_b64decode(padded))
-        return int(user_id), int(user_seq)
+        user_id, user_seq = (int(v) for v in json.loads(base64.urlsafe_b64decode(padded)))
+        # Bounded like the columns (int and bigint): a bigger number is no cursor of ours.
+        if not (0 <= user_id < 2**31 and 0 <= user_seq < 2**63):
+            raise ValueError("out of range")
+        return user_id, user_seq
     except Exception as exc:
         raise AppError("the cursor is not one this API issued", code="invalid_cursor",
                        status_code=400) from exc
