@@ -58,6 +58,7 @@ def parse_args(argv: list[str]) -> Options:
 
 async def run(options: Options) -> int:
     started = time.monotonic()
+    load_at_start = report.load_average()
     dbs = Databases(options.pg_url)
     sections: list[Section] = []
     failed = 0
@@ -79,7 +80,8 @@ async def run(options: Options) -> int:
             sections.append(section)
     finally:
         await dbs.close()
-    text = report.render(options, sections, dbs.pg_version, time.monotonic() - started)
+    text = report.render(options, sections, dbs.pg_version, time.monotonic() - started,
+                         load_at_start)
     print(text)
     report.write(options.out, text)
     return 1 if failed else 0

@@ -44,6 +44,10 @@ class Options:
     warmup: bool = True  # one unmeasured run first (off in quick mode)
     command: str = "scripts/bench"
 
+    @property
+    def warm(self) -> str:
+        return "after a warm-up" if self.warmup else "without a warm-up"
+
     def wants(self, part: str) -> bool:
         return not self.only or part in self.only
 

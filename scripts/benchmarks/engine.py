@@ -252,8 +252,13 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
         if cd is not None:
             all_c_ok.append(cd < 0.5)
     section.notes += [
+        "Nodes are the `noop` type, declared with the public `@executor` API in "
+        "`scripts/benchmarks/nodes.py` and merged into `discover_executors()` the way "
+        "discovery merges a plugin module (no entry point is installed, so the app's own "
+        "catalog stays clean). Graphs are validated and planned like a real run; only "
+        "`Runner.run()` is timed.",
         f"µs per node = median wall time of one run ÷ nodes; median of {options.repeats} "
-        "runs after one warm-up run, the modes interleaved run by run.",
+        f"runs {options.warm} run, the modes interleaved run by run.",
         "(b) and (c) use `RunnerLimits()` defaults (16 concurrent nodes per run, token "
         "streaming on) and the bus's production batch size (500); every run emits "
         "`execution.started`, a `pending`, `running` and `completed` event per node and "

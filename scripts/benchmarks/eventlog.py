@@ -217,8 +217,8 @@ async def measure(options: Options, dbs: Databases) -> Section:
                                 share >= 1 / 3))
     section.notes += [
         f"{total:,} events per measurement ({emitters} emitters × {per_emitter}, "
-        f"{USERS} users, payload ~60 bytes of JSON); median of {options.repeats} after a "
-        "warm-up round; the bus uses the production batch size (500) and the real "
+        f"{USERS} users, payload ~60 bytes of JSON); median of {options.repeats} "
+        f"{options.warm} round; the bus uses the production batch size (500) and the real "
         "subscribers (the tunnel bridge, no tunnel open).",
         "The bus numbers every event gaplessly per user (`UPDATE users … RETURNING` in the "
         "same transaction); the floor writes precomputed numbers and pays no foreign-key "

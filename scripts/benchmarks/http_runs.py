@@ -320,7 +320,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
                             f"{med('runs_per_s'):,.0f} runs/s",
                             med("runs_per_s") >= 300 and all_persisted))
     section.notes += [
-        f"Median of {options.heavy_repeats} rounds after a warm-up round; each round "
+        f"Median of {options.heavy_repeats} rounds {options.warm} round; each round "
         f"{total:,} runs (bounded to {time_limit:g} s). `MAX_RUNS_PER_USER` is raised for "
         "the load test (the per-user limit would answer 429 to a closed loop on the 202).",
         f"Each run writes {EVENTS_PER_RUN} events; the check reads them back from "

@@ -63,7 +63,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
                                     f"{overhead * 100:.1f}%", overhead < 0.15))
         progress(f"  parallelism {name}: {t:.3f} s ({overhead * 100:.1f}%)")
     section.notes += [
-        f"Median of {options.repeats} runs after a warm-up; `RunnerLimits(max_concurrent_nodes"
+        f"Median of {options.repeats} runs {options.warm}; `RunnerLimits(max_concurrent_nodes"
         f"={width})`, everything else default. The ideal is levels × sleep; the overhead "
         "includes timer granularity of `asyncio.sleep` and the level barrier.",
     ]
