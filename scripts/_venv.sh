@@ -11,7 +11,9 @@ want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+# A stamp alone is not proof: a venv whose packages were removed under it must reinstall.
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] \
+   || ! "$VENV/bin/python" -c "import fastapi, sqlalchemy, pytest" >/dev/null 2>&1; then
   echo "Installing dependencies into .venv ..." >&2
   # pip's notes about this machine's extra local indexes are noise; errors still show.
   "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
