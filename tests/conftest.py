@@ -21,12 +21,13 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 
+from alembic import command
 from app.core.config import Settings
 from app.main import create_app
+from tests.fake_llm_server import FakeLLMServer, start_fake_llm_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL",
@@ -229,3 +230,17 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
 async def live_client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_server.http_url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def fake_llm_server() -> Iterator[FakeLLMServer]:
+    """A real fake OpenAI/Anthropic server on 127.0.0.1, one per test module."""
+    server = start_fake_llm_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
+    fake_llm_server.reset()
+    return fake_llm_server

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +41,8 @@ from tests.engine_helpers import (
     wait_for_event,
     wait_run,
 )
-from tests.fake_llm_server import FakeLLMServer, start_fake_llm_server
+from tests.fake_llm_server import FakeLLMServer
 from tests.helpers import Account, sign_up_and_login
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    server = start_fake_llm_server()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
 
 
 @pytest.fixture

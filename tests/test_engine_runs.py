@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -43,21 +42,8 @@ from tests.engine_helpers import (
     wait_for_event,
     wait_run,
 )
-from tests.fake_llm_server import CHAT_PATH, MESSAGES_PATH, FakeLLMServer, start_fake_llm_server
+from tests.fake_llm_server import CHAT_PATH, MESSAGES_PATH, FakeLLMServer
 from tests.helpers import Account, assert_error, sign_up_and_login
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    server = start_fake_llm_server()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
 
 
 @pytest.fixture

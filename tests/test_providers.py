@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -35,23 +35,7 @@ from app.modules.execution.providers.claude import DEFAULT_MAX_TOKENS, ClaudePro
 from app.modules.execution.providers.echo import split_deltas
 from app.modules.execution.providers.errors import map_anthropic_error
 from app.modules.execution.providers.openai_compat import OpenAICompatibleProvider
-
-try:  # run as `python -m pytest` from the repo root, or with tests/ as a package
-    from tests.fake_llm_server import (
-        CHAT_PATH,
-        MESSAGES_PATH,
-        FakeLLMServer,
-        reply_for,
-        start_fake_llm_server,
-    )
-except ImportError:  # tests/ itself on sys.path (pytest's default rootdir-less import)
-    from fake_llm_server import (  # type: ignore[no-redef]
-        CHAT_PATH,
-        MESSAGES_PATH,
-        FakeLLMServer,
-        reply_for,
-        start_fake_llm_server,
-    )
+from tests.fake_llm_server import CHAT_PATH, MESSAGES_PATH, FakeLLMServer, reply_for
 
 API_KEY = "sk-test-0123456789abcdef-secret"
 PROVIDER_SETTING_NAMES = (
@@ -67,19 +51,6 @@ shared_loop = pytest.mark.asyncio(loop_scope="module")
 
 
 # --- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    server = start_fake_llm_server()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

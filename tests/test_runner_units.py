@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -45,23 +45,10 @@ from tests.engine_helpers import (
     run_events,
     run_flow,
 )
-from tests.fake_llm_server import FakeLLMServer, reply_for, start_fake_llm_server
+from tests.fake_llm_server import FakeLLMServer, reply_for
 from tests.helpers import sign_up_and_login
 
 EXECUTORS = discover_executors(include_plugins=False)
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    server = start_fake_llm_server()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
 
 
 @pytest.fixture
