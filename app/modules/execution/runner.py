@@ -175,7 +175,9 @@ class Runner:
                     {"skipped_because": blocker}))
         if skipped:
             await self._publish(*skipped)
-        if runnable:
+        if len(runnable) == 1:
+            await self._run_node(runnable[0])  # no task to create for a level of one
+        elif runnable:
             await asyncio.gather(*(self._run_node(node_id) for node_id in runnable))
 
     def _blocker(self, node_id: str) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from app.modules.execution.providers.base import Completion, TextProvider
@@ -38,7 +38,7 @@ class NodeOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = None
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
