@@ -21,7 +21,6 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 from app.core.bus import EventBus
@@ -195,7 +194,9 @@ async def measure(options: Options, dbs: Databases) -> Section:
         for mode in modes.values():
             await mode.bus.stop()
         if options.profile_dir is not None:
-            await profile(options.profile_dir, shapes, specs, modes)
+            from scripts.benchmarks.profiling import profile_engine
+
+            await profile_engine(options.profile_dir, shapes, modes, parse_valid)
     finally:
         for store in stores:
             await store.close()
@@ -278,37 +279,3 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
     else:
         section.targets.append(("(c) PostgreSQL per node < ½ of LangGraph in-memory (d)",
                                 "not measured (langgraph or PostgreSQL missing)", None))
-
-
-async def profile(out_dir: Path, shapes: list[Shape], specs: Mapping[str, ExecutorSpec],
-                  modes: dict[str, CascadeMode]) -> None:
-    """One extra run per shape and mode under pyinstrument; text reports into out_dir."""
-    try:
-        from pyinstrument import Profiler
-        from pyinstrument.renderers import ConsoleRenderer
-    except ImportError:
-        progress("  pyinstrument is not installed; no profiles")
-        return
-    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    for mode in modes.values():
-        mode.bus.start()
-    try:
-        for shape in shapes:
-            graph = parse_valid(shape, specs)
-            for key, mode in modes.items():
-                runner = await mode.prepare(graph)
-                profiler = Profiler(interval=0.0002, async_mode="disabled")
-                profiler.start()
-                await runner.run()
-                profiler.stop()
-                slug = shape.name.split()[0].replace("-", "")
-                tree = profiler.output(ConsoleRenderer(unicode=True, color=False,
-                                                       show_all=False, short_mode=False))
-                flat = profiler.output(ConsoleRenderer(unicode=True, color=False,
-                                                       flat=True))
-                await asyncio.to_thread((out_dir / f"{key}-{slug}.txt").write_text, tree)
-                await asyncio.to_thread((out_dir / f"{key}-{slug}-flat.txt").write_text, flat)
-    finally:
-        for mode in modes.values():
-            await mode.bus.stop()
-    progress(f"  profiles written to {out_dir}")

@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
 import socket
 import time
+from array import array
 from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.connection import Connection
@@ -72,7 +74,9 @@ class _Fleet:
         self.ws_url = ws_url
         self.accounts = accounts  # (user_id, token, tunnels)
         self.observer = observer
-        self.receipts: list[tuple[int, int, float]] = []  # (user_id, cursor, time)
+        # Receipts as flat arrays (user id, cursor, time): untracked by the garbage
+        # collector, so the client's own full collections stay short.
+        self.receipts = _Receipts()
         self.stalled = asyncio.Event()
         self.observer_close: int | None = None
         self.readers: list[asyncio.Task[None]] = []
@@ -105,14 +109,16 @@ class _Fleet:
         return host, int(port)
 
     async def _read(self, ws: Any, user_id: int) -> None:
-        append = self.receipts.append
+        users, cursors, times = self.receipts.users, self.receipts.cursors, self.receipts.times
         with contextlib.suppress(Exception):
             async for raw in ws:
                 now = time.time()
                 if '"cursor"' in raw:
                     message = json.loads(raw)
                     if "cursor" in message:
-                        append((user_id, message["cursor"], now))
+                        users.append(user_id)
+                        cursors.append(message["cursor"])
+                        times.append(now)
 
     async def _ping(self, interval_s: float = 10.0) -> None:
         """A client heartbeat on every fleet tunnel (the server closes a silent one after
@@ -194,10 +200,22 @@ class _Fleet:
                                               return_exceptions=True), 30)
 
 
-def _latencies(receipts: list[tuple[int, int, float]],
+class _Receipts:
+    def __init__(self) -> None:
+        self.users = array("q")
+        self.cursors = array("q")
+        self.times = array("d")
+
+    def clear(self) -> None:
+        for values in (self.users, self.cursors, self.times):
+            del values[:]
+
+
+def _latencies(receipts: _Receipts,
                stamps: dict[tuple[int, int], tuple[float, str]]) -> dict[str, Any]:
     by_phase: dict[str, list[float]] = {}
-    for user_id, cursor, received in receipts:
+    for user_id, cursor, received in zip(receipts.users, receipts.cursors, receipts.times,
+                                         strict=True):
         stamp = stamps.get((user_id, cursor))
         if stamp is not None:
             by_phase.setdefault(stamp[1], []).append((received - stamp[0]) * 1000)
@@ -212,6 +230,9 @@ async def _client(conn: Connection, ws_url: str, accounts: list[tuple[int, str, 
     try:
         started = time.monotonic()
         await asyncio.wait_for(fleet.open_all(), 120)
+        # The connections are long-lived: keep them out of this process's full collections.
+        gc.collect()
+        gc.freeze()
         conn.send(("ready", len(fleet.sockets), time.monotonic() - started))
         for _ in range(100):  # bounded: one iteration per command
             command = await _recv(conn, 300)
@@ -268,13 +289,72 @@ class _Stamps:
         return taken
 
 
+class _GcPauses:
+    """Full (generation 2) collections in the server process: with ~1,000 tunnels the heap
+    holds a few hundred thousand objects, and each such pass stops the event loop."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []  # (monotonic end, ms)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            now = time.monotonic()
+            self.pauses.append((now, (now - self._started) * 1000))
+
+    def take(self, since: float) -> list[float]:
+        taken = [ms for t, ms in self.pauses if t >= since]
+        self.pauses.clear()
+        return taken
+
+
+class _LoopLag:
+    """How late a 5 ms sleep wakes up in the server's event loop: what every tunnel waits."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (monotonic time, lag ms)
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        for _ in range(10_000_000):  # bounded; cancelled at the end of the fleet
+            started = time.monotonic()
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            self.samples.append((now, (now - started - 0.005) * 1000))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    def take(self, since: float) -> list[float]:
+        taken = [lag for t, lag in self.samples if t >= since]
+        self.samples.clear()
+        return taken
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def _settle(loop_lag: _LoopLag, gc_pauses: _GcPauses) -> None:
+    """Between phases: a full collection, so that both phases start from the same collector
+    state, then forget what the loop monitors saw meanwhile."""
+    gc.collect()
+    await asyncio.sleep(0.1)
+    loop_lag.take(time.monotonic())
+    gc_pauses.take(time.monotonic())
+
+
 async def _emit_phase(bus: Any, seconds: float, fleet_users: list[int], fleet_rate: float,
                       observer_user: int, observer_rate: float,
                       until: Any = None) -> int:
     """Emit at steady rates for `seconds` (or until `until()` is true, past a minimum)."""
     from app.core.events import Event, EventTypes
 
-    futures = []
+    last: asyncio.Future[None] | None = None
     started = time.monotonic()
     fleet_i = observer_i = 0
     tick = 0.005
@@ -297,9 +377,13 @@ async def _emit_phase(bus: Any, seconds: float, fleet_users: list[int], fleet_ra
                                 user_id=observer_user))
             observer_i += 1
         for event in events:
-            futures.append(bus.enqueue([event]))
+            # Writes commit and dispatch in order: waiting for the last one is enough (and
+            # keeping every future would load the garbage collector with this harness's
+            # own objects).
+            last = bus.enqueue([event])
         await asyncio.sleep(tick)
-    await asyncio.wait_for(asyncio.gather(*futures), 30)
+    if last is not None:
+        await asyncio.wait_for(last, 30)
     return fleet_i
 
 
@@ -361,6 +445,8 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     process = None
+    loop_lag: _LoopLag | None = None
+    gc_pauses: _GcPauses | None = None
     rounds: list[dict[str, Any]] = []
     connect_s = float("nan")
     try:
@@ -374,6 +460,10 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
         connections: ConnectionManager = app.state.registry.get(ConnectionManager)
         stamps = _Stamps()
         bus.add_subscriber(("*",), stamps)
+        loop_lag = _LoopLag()
+        loop_lag.start()
+        gc_pauses = _GcPauses()
+        gc.callbacks.append(gc_pauses)
         client = ctx.Process(target=client_process, args=(
             child, f"ws://127.0.0.1:{port}/api/v1/ws",
             [(u, token(u), per_user) for u in fleet_users], (observer_user, token(observer_user))),
@@ -391,14 +481,18 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
         for round_no in range(options.heavy_repeats):
             await asyncio.sleep(0.5)
             stamps.take(set())
+            await _settle(loop_lag, gc_pauses)
             stamps.phase = "A"
             cpu = (cpu_seconds(), cpu_seconds(client.pid), time.monotonic())
             sent_a = await _emit_phase(bus, phase_a_s, fleet_users, fleet_rate, observer_user,
                                        observer_rate)
             cpu_a = _cpu_share(cpu, client.pid)
+            lag_a = loop_lag.take(cpu[2])
+            gc_a = gc_pauses.take(cpu[2])
             await asyncio.sleep(0.3)
             parent.send(("stall",))
             await _recv(parent, 30)
+            await _settle(loop_lag, gc_pauses)
             stamps.phase = "B"
             cpu = (cpu_seconds(), cpu_seconds(client.pid), time.monotonic())
             evicted: list[float] = []
@@ -413,6 +507,14 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
             sent_b = await _emit_phase(bus, phase_b_max_s, fleet_users, fleet_rate,
                                        observer_user, observer_rate, until=gone)
             cpu_b = _cpu_share(cpu, client.pid)
+            b_started = cpu[2]
+            lag_samples = list(loop_lag.samples)
+            lag_b = loop_lag.take(b_started)
+            gc_b = gc_pauses.take(b_started)
+            if evicted and lag_b:
+                worst_t, worst = max(lag_samples, key=lambda s: s[1])
+                progress(f"    phase B: worst loop lag {worst:.0f} ms at "
+                         f"{worst_t - b_started:.2f} s; eviction at {evicted[0]:.2f} s")
             await asyncio.sleep(0.5)
             stamps.phase = "after"
             parent.send(("collect", stamps.take(set(fleet_users)), bool(evicted)))
@@ -422,10 +524,13 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
             stats, close_code = reply[1], reply[2]
             lag = {phase: stamps.commit_lag.pop(phase, []) for phase in ("A", "B")}
             stamps.commit_lag.clear()
-            for phase, share in (("A", cpu_a), ("B", cpu_b)):
+            for phase, share, loop, pauses in (("A", cpu_a, lag_a, gc_a),
+                                               ("B", cpu_b, lag_b, gc_b)):
                 stats.setdefault(phase, {}).update(
                     server_cpu=share[0], client_cpu=share[1],
-                    lag50=percentile(lag[phase], 50), lag99=percentile(lag[phase], 99))
+                    lag50=percentile(lag[phase], 50), lag99=percentile(lag[phase], 99),
+                    loop99=percentile(loop, 99), loop_max=max(loop, default=float("nan")),
+                    gc_count=len(pauses), gc_max=max(pauses, default=0.0))
             result = {"A": stats["A"], "B": stats["B"],
                       "evicted_s": evicted[0] if evicted else float("nan"),
                       "close_code": close_code, "expected_a": sent_a * per_user,
@@ -445,6 +550,10 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
                 await asyncio.sleep(0.05)
         parent.send(("stop",))
     finally:
+        if gc_pauses is not None and gc_pauses in gc.callbacks:
+            gc.callbacks.remove(gc_pauses)
+        if loop_lag is not None:
+            loop_lag.stop()
         if process is not None:
             await asyncio.to_thread(process.join, 30)
             if process.is_alive():
@@ -475,8 +584,9 @@ async def measure(options: Options, dbs: Databases) -> Section:
                                             observer_rate, queue_size))
 
     section.headers = ["fleet", "phase", "fan-out", "deliveries/s", "p50 ms", "p99 ms",
-                       "max ms", "emit→commit p50 / p99 ms", "server CPU", "client CPU",
-                       "eviction", "every event delivered"]
+                       "max ms", "emit→commit p50 / p99 ms", "server loop lag p99 / max ms",
+                       "full GCs (max ms)", "server CPU", "client CPU", "eviction",
+                       "every event delivered"]
     for r in results:
         delivered = all(x["A"].get("count") == x["expected_a"] and
                         x["B"].get("count") == x["expected_b"] for x in r.rounds)
@@ -489,6 +599,8 @@ async def measure(options: Options, dbs: Databases) -> Section:
                 fmt(fleet_rate * r.per_user, 0), fmt(r.med(phase, "p50"), 2),
                 fmt(r.med(phase, "p99"), 2), fmt(r.med(phase, "max"), 1),
                 f"{fmt(r.med(phase, 'lag50'))} / {fmt(r.med(phase, 'lag99'))}",
+                f"{fmt(r.med(phase, 'loop99'))} / {fmt(r.med(phase, 'loop_max'))}",
+                f"{fmt(r.med(phase, 'gc_count'), 0)} ({fmt(r.med(phase, 'gc_max'), 0)})",
                 f"{r.med(phase, 'server_cpu') * 100:.0f}%",
                 f"{r.med(phase, 'client_cpu') * 100:.0f}%",
                 (f"after {fmt(median(evictions))} s, close {codes}" if all_evicted
@@ -519,8 +631,13 @@ async def measure(options: Options, dbs: Databases) -> Section:
         "browser client would; opening the tunnels took "
         + ", ".join(f"{r.connect_s:.1f} s" for r in results) + ".",
         "emit→commit: from `bus.enqueue` to dispatch (the group-commit writer's latency), "
-        "not part of the tunnel latency. Server CPU includes the emitter and the log writer "
-        "(same process); PostgreSQL's own CPU is not counted.",
+        "not part of the tunnel latency. Server loop lag: how late a 5 ms sleep in the "
+        "server's event loop wakes up (every tunnel's sender waits on that loop). Server CPU "
+        "includes the emitter and the log writer (same process); PostgreSQL's own CPU is "
+        "not counted. Full GCs: generation-2 collections in the server process during the "
+        "phase (median count per round, and the longest): each stops the event loop.",
+        "The client process freezes its heap once the tunnels are open and keeps receipts in "
+        "flat arrays, so its own garbage collector adds no latency to the figures.",
         "Eviction = the server dropped the observer's tunnel from its ConnectionManager "
         "(send queue overflow); the close code is what the observer read when it resumed "
         "(1006: the connection ended without a close frame).",

@@ -67,6 +67,10 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
     persisted = [event for event in events if event.persisted]
     if not persisted:
         return
+    if session.new or session.dirty or session.deleted:
+        # The statements below are Core statements, which do not autoflush: write the
+        # caller's pending changes first, as the ORM statements they replace did.
+        await session.flush()
     # Users before runs, each in key order: the lock order every writer follows.
     next_user_seq = await _bump(session, User, Counter(e.user_id for e in persisted))
     run_counts = Counter(e.run_id for e in persisted if e.run_id is not None)
