@@ -16,7 +16,9 @@ from app.core.di import Registry
 T = TypeVar("T")
 
 
-def get_registry(request: Request) -> Registry:
+# `async def` on purpose: a plain `def` dependency runs in the threadpool, a thread hop per
+# request for a dictionary lookup.
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
@@ -24,7 +26,7 @@ def get_registry(request: Request) -> Registry:
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-def get_settings_dep(registry: RegistryDep) -> Settings:
+async def get_settings_dep(registry: RegistryDep) -> Settings:
     return registry.get(Settings)
 
 
@@ -58,7 +60,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 def manager(cls: type[T]) -> Any:
     """`Depends(manager(ProjectManager))`: the singleton from the registry."""
 
-    def get(registry: RegistryDep) -> T:
+    async def get(registry: RegistryDep) -> T:
         return registry.get(cls)
 
     return Depends(get)
