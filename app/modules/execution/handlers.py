@@ -10,13 +10,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1.schemas.execution import RunRequest
 from app.core.db.hooks import run_after_commit
 from app.core.di import Registry
 from app.core.errors import AppError
 from app.core.ws import ConnectionManager, Tunnel, error_message
-from app.models import User
+from app.models import Run, User
 
 if TYPE_CHECKING:
     from app.modules.execution.manager import ExecutionManager
@@ -42,10 +43,20 @@ def _split_request_id(data: dict[str, Any],
     return data, request_id
 
 
-def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
+async def _tunnel_user(session: AsyncSession, tunnel: Tunnel) -> User:
+    user = await session.get(User, tunnel.user_id)
+    if user is None:
+        raise AppError("account not found", code="unauthorized", status_code=401)
+    return user
 
-    sessionmaker: Any = registry.get(async_sessionmaker)
+
+def _accepted(message_type: str, run: Run, request_id: str | None) -> dict[str, Any]:
+    return {"type": message_type,
+            "data": {"run_id": str(run.id), "status": run.status, "request_id": request_id}}
+
+
+def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
+    sessionmaker: async_sessionmaker[AsyncSession] = registry.get(async_sessionmaker)
     connections = registry.get(ConnectionManager)
 
     async def start(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
@@ -60,18 +71,13 @@ def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) ->
             return
         try:
             async with sessionmaker() as session:
-                user = await session.get(User, tunnel.user_id)
-                if user is None:
-                    raise AppError("account not found", code="unauthorized", status_code=401)
-                run = await execution.start(session, user, request)
+                run = await execution.start(session, await _tunnel_user(session, tunnel), request)
                 await session.commit()
                 run_after_commit(session)
         except AppError as exc:
             _reply_error(tunnel, exc, request_id)
             return
-        tunnel.send_message({"type": "execution.accepted",
-                             "data": {"run_id": str(run.id), "status": run.status,
-                                      "request_id": request_id}})
+        tunnel.send_message(_accepted("execution.accepted", run, request_id))
 
     async def cancel(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
         data, request_id = _split_request_id(data, request_id)
@@ -83,16 +89,11 @@ def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) ->
             return
         try:
             async with sessionmaker() as session:
-                user = await session.get(User, tunnel.user_id)
-                if user is None:
-                    raise AppError("account not found", code="unauthorized", status_code=401)
-                run = await execution.cancel(session, user, run_id)
+                run = await execution.cancel(session, await _tunnel_user(session, tunnel), run_id)
         except AppError as exc:
             _reply_error(tunnel, exc, request_id)
             return
-        tunnel.send_message({"type": "execution.cancel.accepted",
-                             "data": {"run_id": str(run.id), "status": run.status,
-                                      "request_id": request_id}})
+        tunnel.send_message(_accepted("execution.cancel.accepted", run, request_id))
 
     connections.handle("execution.start", start)
     connections.handle("execution.cancel", cancel)
