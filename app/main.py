@@ -19,6 +19,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.di import Registry
 from app.core.di.discovery import Discovered, discover
 from app.core.errors import install_error_handlers
+from app.core.gc_tuning import tune_gc
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.ws import ConnectionManager
@@ -80,6 +81,8 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
         for instance in managers:
             if hasattr(instance, "startup"):
                 await instance.startup()
+        tune_gc(freeze=settings.GC_FREEZE_AFTER_STARTUP,
+                gen0_threshold=settings.GC_GEN0_THRESHOLD)
         logger.info("cascade ready: %d routers, %d managers, %d handlers, %d executors",
                     len(discovered.routers), len(discovered.managers),
                     len(discovered.handlers), len(discovered.executors))

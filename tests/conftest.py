@@ -143,6 +143,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "ENV": "test", "DATABASE_URL": database_url, "JWT_SECRET": "test-secret-" + "x" * 32,
         "BCRYPT_ROUNDS": 4, "LOG_LEVEL": "WARNING", "LLM_TOKEN_STREAM": True,
+        # Hundreds of apps start in one test process: freezing each one's heap would keep
+        # every earlier test's cyclic garbage forever. test_settings covers the setting.
+        "GC_FREEZE_AFTER_STARTUP": False, "GC_GEN0_THRESHOLD": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -154,3 +154,35 @@ def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) ->
     from_example = Settings(_env_file=str(ENV_EXAMPLE))
     defaults = Settings(_env_file=None)
     assert from_example.model_dump() == defaults.model_dump()
+
+
+GC_PROBE = """
+import asyncio, gc, sys
+from app.core.config import Settings
+from app.main import create_app
+
+async def main() -> None:
+    settings = Settings(_env_file=None, ENV="test", DATABASE_URL=sys.argv[1],
+                        JWT_SECRET="probe-" + "x" * 40, LOG_LEVEL="WARNING", **eval(sys.argv[2]))
+    app = create_app(settings)
+    default = gc.get_threshold()[0]
+    async with app.router.lifespan_context(app):
+        print(default, gc.get_threshold()[0], gc.get_freeze_count())
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(("values", "frozen", "gen0"), [
+    ({}, True, 20_000),
+    ({"GC_GEN0_THRESHOLD": 12_345}, True, 12_345),
+    ({"GC_FREEZE_AFTER_STARTUP": False, "GC_GEN0_THRESHOLD": 0}, False, None),
+], ids=["defaults", "threshold", "off"])
+def test_gc_is_tuned_once_start_up_is_done(database_url: str, values: dict[str, object],
+                                           frozen: bool, gen0: int | None) -> None:
+    # In a child process: freezing the test process's heap would outlive this test.
+    result = subprocess.run([sys.executable, "-c", GC_PROBE, database_url, repr(values)],
+                            capture_output=True, text=True, timeout=120, check=True)
+    default, after, freeze_count = map(int, result.stdout.split())
+    assert after == (gen0 if gen0 is not None else default)
+    assert (freeze_count > 1000) is frozen

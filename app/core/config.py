@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # --- event log writer --------------------------------------------------------------------
     EVENT_BATCH_MAX: int = 500
 
+    # --- garbage collector (app/core/gc_tuning.py) -------------------------------------------
+    GC_FREEZE_AFTER_STARTUP: bool = True
+    GC_GEN0_THRESHOLD: int = Field(default=20_000, ge=0)
+
     # --- providers (DESIGN.md §7) ------------------------------------------------------------
     DEFAULT_PROVIDER: str = "echo"
     LLM_TOKEN_STREAM: bool = True

@@ -12,6 +12,8 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from app.core.config import Settings
+from app.core.gc_tuning import tune_gc
 from scripts.benchmarks import engine, eventlog, http_runs, parallelism, report, tunnels
 from scripts.benchmarks.common import DEFAULT_PG_URL, ROOT, Databases, Options, Section
 
@@ -63,6 +65,10 @@ async def run(options: Options) -> int:
     sections: list[Section] = []
     failed = 0
     timeout = PART_TIMEOUT_S["quick" if options.quick else "full"]
+    # The app tunes the garbage collector once it has started (GC_* settings); the parts
+    # that run Cascade in this process get the same, with the defaults.
+    tune_gc(freeze=Settings.model_fields["GC_FREEZE_AFTER_STARTUP"].default,
+            gen0_threshold=Settings.model_fields["GC_GEN0_THRESHOLD"].default)
     try:
         await dbs.pg_available()
         for key, (title, part) in PARTS.items():

@@ -266,6 +266,9 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
         "`execution.completed`.",
         "(c) waits for every event to be committed before the run returns (the runner's "
         "`_confirm`), so it includes the whole log write.",
+        "The process's garbage collector is tuned as the app tunes its own after start-up "
+        "(`GC_FREEZE_AFTER_STARTUP`, `GC_GEN0_THRESHOLD` defaults) for every mode, the "
+        "floor included.",
     ]
     worst = max((ratio(r.us_per_node("b"), r.us_per_node("a")) or 0 for r in results),
                 default=0)

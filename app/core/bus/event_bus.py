@@ -19,9 +19,11 @@ must be quick (the tunnel bridge only enqueues).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -62,7 +64,8 @@ class EventBus:
         self._registry = registry
         self._batch_max = batch_max
         self._subscribers: list[tuple[tuple[str, ...], Handler]] = []
-        self._route_cache: dict[str, list[Handler]] = {}
+        # event type → its handlers, each with whether it must be awaited
+        self._route_cache: dict[str, list[tuple[Handler, bool]]] = {}
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -71,19 +74,23 @@ class EventBus:
         self._subscribers.append((patterns, handler))
         self._route_cache.clear()
 
-    def handlers_for(self, event_type: str) -> list[Handler]:
+    def handlers_for(self, event_type: str) -> list[tuple[Handler, bool]]:
         handlers = self._route_cache.get(event_type)
         if handlers is None:
-            handlers = [h for patterns, h in self._subscribers
+            handlers = [(h, inspect.iscoroutinefunction(h)) for patterns, h in self._subscribers
                         if any(matches(p, event_type) for p in patterns)]
             self._route_cache[event_type] = handlers
         return handlers
 
     async def dispatch(self, events: Sequence[Event]) -> None:
+        registry = self._registry
         for event in events:
-            for handler in self.handlers_for(event.type):
+            for handler, is_async in self.handlers_for(event.type):
                 try:
-                    await handler(event, self._registry)
+                    if is_async:
+                        await cast(Awaitable[None], handler(event, registry))
+                    else:
+                        handler(event, registry)
                 except Exception:
                     logger.exception("subscriber %s failed on event %s (%s)",
                                      getattr(handler, "__qualname__", handler), event.id,
@@ -129,6 +136,11 @@ class EventBus:
         write = _Write(list(events))
         self._queue.put_nowait(write)
         return write.done
+
+    @property
+    def batch_max(self) -> int:
+        """Events the writer puts in one transaction (at least one whole write)."""
+        return self._batch_max
 
     @property
     def backlog(self) -> int:

@@ -16,15 +16,19 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, case, insert, select, update
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.bus.state import apply_state_ops
 from app.core.db.base import utcnow
+from app.core.db.bulk import insert_many
 from app.core.events.model import Event
+from app.core.ids import uuid4_batch
 from app.models.event_log import EventLog
 from app.models.run import Run
 from app.models.user import User
+
+_EVENTS = cast(Table, EventLog.__table__)
 
 
 class EventLogError(Exception):
@@ -79,8 +83,8 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
 
     now = utcnow()
     rows = []
-    for event in persisted:
-        event.id = uuid.uuid4()
+    for event, event_id in zip(persisted, uuid4_batch(len(persisted)), strict=True):
+        event.id = event_id
         event.created_at = now
         event.user_seq = next_user_seq[event.user_id]
         next_user_seq[event.user_id] += 1
@@ -93,8 +97,8 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
             "run_seq": event.run_seq, "user_seq": event.user_seq,
             "session_id": event.session_id, "created_at": now,
         })
-    # Core insert (executemany): the ORM bulk path would redo per-row ORM bookkeeping.
-    await session.execute(insert(cast(Table, EventLog.__table__)), rows)
+    # Core rows (COPY on PostgreSQL): the ORM bulk path would redo per-row bookkeeping.
+    await insert_many(session, _EVENTS, rows)
     ops = [op for event in persisted for op in event.state]
     if ops:
         await apply_state_ops(session, ops)

@@ -13,15 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class StateOp(Protocol):
-    order: ClassVar[int]
+    """A class with `order` and `apply_batch(session, ops)`; or, for several op classes
+    applied together in event order, a `batch_group` class that has them."""
 
-    @classmethod
-    async def apply_batch(cls, session: AsyncSession, ops: list[Any]) -> None: ...
+    order: ClassVar[int]
 
 
 async def apply_state_ops(session: AsyncSession, ops: list[StateOp]) -> None:
-    by_class: dict[type[StateOp], list[StateOp]] = {}
+    by_group: dict[Any, list[StateOp]] = {}
     for op in ops:
-        by_class.setdefault(type(op), []).append(op)
-    for cls in sorted(by_class, key=lambda c: c.order):
-        await cls.apply_batch(session, by_class[cls])
+        cls = type(op)
+        by_group.setdefault(getattr(cls, "batch_group", cls), []).append(op)
+    for group in sorted(by_group, key=lambda g: g.order):
+        await group.apply_batch(session, by_group[group])

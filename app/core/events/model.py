@@ -10,7 +10,7 @@ from typing import Any
 from app.core.events.types import EventTypes
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     type: str
     payload: dict[str, Any]

@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from app.core.di.registry import Registry
     from app.core.events.model import Event
 
-Handler = Callable[["Event", "Registry"], Awaitable[None]]
+# A handler is a coroutine function, or a plain function for one that only hands the event
+# on (the tunnel bridge): the bus calls that directly, without a coroutine per event.
+Handler = Callable[["Event", "Registry"], Awaitable[None] | None]
 
 _MARK = "__cascade_subscribes__"
 

@@ -19,6 +19,7 @@ from app.core.bus import EventBus
 from app.core.db.base import utcnow
 from app.core.events import Event, EventTypes
 from app.modules.execution.config.model_defaults import resolve_model
+from app.modules.execution.eager import run_with_deadline
 from app.modules.execution.executors.api import (
     AdapterInput,
     NodeExecutionContext,
@@ -43,6 +44,8 @@ logger = logging.getLogger("cascade.runner")
 # Wait for the log after this many unconfirmed writes, or when the writer's queue is longer.
 _CONFIRM_EVERY = 2000
 _MAX_BACKLOG = 5000
+# Hand events over and let the loop turn after this many (see _publish).
+_YIELD_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -82,25 +85,57 @@ class Runner:
         self._outputs: dict[str, dict[str, Any]] = {}
         self._blocked_by: dict[str, str] = {}  # node → the failed node that skips it
         self._tokens = {"input": 0, "output": 0}
-        self._semaphore = asyncio.Semaphore(limits.max_concurrent_nodes)
+        self._run_id_text = str(plan.run_id)
         self._unconfirmed: list[asyncio.Future[None]] = []
-        # Each node's incoming edges, in edge order, grouped once: scanning every edge for
-        # every node made a run O(nodes × edges).
-        self._incoming: dict[str, list[GraphEdge]] = {}
+        # Events published since the last hand-over to the bus (see _publish).
+        self._outbox: list[Event] = []
+        self._handover_scheduled = False
+        # Each node's incoming edges, grouped once (scanning every edge for every node made a
+        # run O(nodes × edges)), parents in their order in the flow's node list.
+        incoming: dict[str, list[GraphEdge]] = {}
         for edge in plan.graph.edges:
-            self._incoming.setdefault(edge.target, []).append(edge)
+            incoming.setdefault(edge.target, []).append(edge)
+        nodes = plan.graph.nodes
+        self._incoming = {target: sorted(edges, key=lambda e: nodes[e.source].index)
+                          for target, edges in incoming.items()}
 
     # --- publishing --------------------------------------------------------------------------
     async def _publish(self, *events: Event) -> None:
         """Queue events for the log without waiting for their commit: the writer keeps their
         order, and a chain of nodes does not pay one commit per event. The run waits for
         every write before it ends (`_confirm`), and waits early when the writer falls
-        behind, so the backlog stays bounded."""
-        self._unconfirmed.append(self._bus.enqueue(events))
+        behind, so the backlog stays bounded.
+
+        Events published in one turn of the event loop go to the bus as one write, handed
+        over at the start of the next turn — before the writer can run, so no later than one
+        write per event would be — instead of paying a queue entry and a future each."""
+        self._outbox.extend(events)
+        if len(self._outbox) >= _YIELD_EVERY:
+            # A run whose nodes finish without waiting would otherwise hold the loop until
+            # its level ends, and the writer, which needs the loop between its round trips,
+            # could not work on the log alongside it.
+            self._hand_over()
+            await asyncio.sleep(0)
+        elif not self._handover_scheduled:
+            self._handover_scheduled = True
+            asyncio.get_running_loop().call_soon(self._hand_over)
         if len(self._unconfirmed) >= _CONFIRM_EVERY or self._bus.backlog > _MAX_BACKLOG:
             await self._confirm()
 
+    def _hand_over(self) -> None:
+        self._handover_scheduled = False
+        if not self._outbox:
+            return
+        events, self._outbox = self._outbox, []
+        try:
+            self._unconfirmed.append(self._bus.enqueue(events))
+        except Exception as exc:  # surfaces in _confirm, not in the loop's exception handler
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            self._unconfirmed.append(failed)
+
     async def _confirm(self) -> None:
+        self._hand_over()
         pending, self._unconfirmed = self._unconfirmed, []
         if pending:
             # Shielded: a cancelled run still waits for what it already wrote.
@@ -178,7 +213,16 @@ class Runner:
         if len(runnable) == 1:
             await self._run_node(runnable[0])  # no task to create for a level of one
         elif runnable:
-            await asyncio.gather(*(self._run_node(node_id) for node_id in runnable))
+            # At most max_concurrent_nodes workers take the level's nodes in order: the
+            # per-run bound, without a task and a semaphore wait for every node.
+            queue = iter(runnable)
+
+            async def worker() -> None:
+                for node_id in queue:
+                    await self._run_node(node_id)
+
+            workers = min(len(runnable), max(self._limits.max_concurrent_nodes, 1))
+            await asyncio.gather(*(worker() for _ in range(workers)))
 
     def _blocker(self, node_id: str) -> str | None:
         """The failed node upstream that stops this one, if any."""
@@ -195,10 +239,7 @@ class Runner:
         graph = self.plan.graph
         text: dict[str, str] = {}
         adapters: dict[str, AdapterInput] = {}
-        # Stable order: parents by their position in the flow's node list.
-        edges = sorted(self._incoming.get(node_id, ()),
-                       key=lambda e: graph.nodes[e.source].index)
-        for edge in edges:
+        for edge in self._incoming.get(node_id, ()):
             output = self._outputs.get(edge.source, {})
             if self.plan.edge_kinds.get(edge.id) == "adapter":
                 adapters[edge.source] = AdapterInput(
@@ -209,53 +250,61 @@ class Runner:
         return NodeInputs(text=text, adapters=adapters)
 
     async def _run_node(self, node_id: str) -> None:
-        async with self._semaphore:
-            plan = self.plan
-            spec = plan.specs[node_id]
-            common = plan.commons[node_id]
-            model = resolve_model(common.model, spec.type, plan.provider_id)
-            timeout_s = common.timeout_s or self._limits.node_timeout_s
-            max_attempts = min(common.max_attempts or self._limits.max_attempts,
-                               max(self._limits.max_attempts, 1) * 4)
-            inputs = self._inputs(node_id)
-            stream = StreamCoalescer(self._publish, user_id=plan.user_id, run_id=plan.run_id,
-                                     node_id=node_id, interval_s=self._limits.stream_interval_s)
-            started_at = utcnow()
-            began = self._clock()
-            attempt = 0
-            while True:
-                attempt += 1
-                await self._publish(self._node_event(
-                    node_id, NodeStatus.RUNNING,
-                    {"attempt": attempt, "max_attempts": max_attempts, "model": model},
-                    {"attempt": attempt, "model": model, "started_at": started_at}))
-                ctx = NodeExecutionContext(
-                    node_id=node_id, node_type=spec.type, run_id=str(plan.run_id),
-                    user_id=plan.user_id, config=plan.configs[node_id], inputs=inputs,
-                    provider=self._provider, model=model, attempt=attempt, timeout_s=timeout_s,
-                )
-                if self._limits.stream:
-                    ctx._stream_sink = stream.push
-                try:
-                    output = await self._attempt(spec.execute, ctx, timeout_s)
-                except NodeFailure as failure:
+        plan = self.plan
+        spec = plan.specs[node_id]
+        common = plan.commons[node_id]
+        model = resolve_model(common.model, spec.type, plan.provider_id)
+        timeout_s = common.timeout_s or self._limits.node_timeout_s
+        max_attempts = min(common.max_attempts or self._limits.max_attempts,
+                           max(self._limits.max_attempts, 1) * 4)
+        inputs = self._inputs(node_id)
+        stream: StreamCoalescer | None = None
+
+        async def push_delta(delta: str) -> None:  # the coalescer is made on the first delta
+            nonlocal stream
+            if stream is None:
+                stream = StreamCoalescer(self._publish, user_id=plan.user_id,
+                                         run_id=plan.run_id, node_id=node_id,
+                                         interval_s=self._limits.stream_interval_s)
+            await stream.push(delta)
+
+        started_at = utcnow()
+        began = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._publish(self._node_event(
+                node_id, NodeStatus.RUNNING,
+                {"attempt": attempt, "max_attempts": max_attempts, "model": model},
+                {"attempt": attempt, "model": model, "started_at": started_at}))
+            ctx = NodeExecutionContext(
+                node_id=node_id, node_type=spec.type, run_id=self._run_id_text,
+                user_id=plan.user_id, config=plan.configs[node_id], inputs=inputs,
+                provider=self._provider, model=model, attempt=attempt, timeout_s=timeout_s,
+            )
+            if self._limits.stream:
+                ctx._stream_sink = push_delta
+            try:
+                output = await self._attempt(spec.execute, ctx, timeout_s)
+            except NodeFailure as failure:
+                if stream is not None:
                     stream.reset()
-                    self._count_tokens(ctx)
-                    if failure.transient and attempt < max_attempts:
-                        await asyncio.sleep(backoff_delay(attempt, self._limits))
-                        continue
-                    await self._fail(node_id, failure, attempt, began)
-                    return
-                await stream.flush()
                 self._count_tokens(ctx)
-                await self._complete_node(node_id, output, ctx, began)
+                if failure.transient and attempt < max_attempts:
+                    await asyncio.sleep(backoff_delay(attempt, self._limits))
+                    continue
+                await self._fail(node_id, failure, attempt, began)
                 return
+            if stream is not None:
+                await stream.flush()
+            self._count_tokens(ctx)
+            await self._complete_node(node_id, output, ctx, began)
+            return
 
     async def _attempt(self, execute: Any, ctx: NodeExecutionContext,
                        timeout_s: float) -> NodeOutput:
         try:
-            async with asyncio.timeout(timeout_s):
-                output = await execute(ctx)
+            output = await run_with_deadline(execute(ctx), timeout_s)
         except TimeoutError as exc:
             raise NodeFailure("timeout", f"the node took longer than {timeout_s:g} s",
                               transient=True) from exc
@@ -341,6 +390,7 @@ class Runner:
     async def _record_fatal(self, exc: Exception) -> None:
         error = {"code": "internal_error", "message": str(exc) or type(exc).__name__}
         try:
+            self._hand_over()
             self._unconfirmed.clear()
             await self._bus.emit(self._event(
                 EventTypes.EXECUTION_FAILED, {"error": error},

@@ -12,5 +12,5 @@ from app.core.ws import ConnectionManager
 
 
 @subscribe("*")
-async def forward_to_tunnels(event: Event, registry: Registry) -> None:
+def forward_to_tunnels(event: Event, registry: Registry) -> None:
     registry.get(ConnectionManager).send_event(event)

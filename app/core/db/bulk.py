@@ -1,0 +1,140 @@
+"""Inserting many rows at once: COPY on PostgreSQL, executemany elsewhere.
+
+The event log writer inserts hundreds of rows per transaction. Through SQLAlchemy's
+executemany every row pays for bind processing and asyncpg sends one Bind/Execute per row;
+`COPY … FROM STDIN (FORMAT binary)` sends the batch as one stream that asyncpg encodes in C,
+which made the event log ~30% faster. COPY skips SQLAlchemy's column handling, so this module
+does the two parts of it the tables here need: Python-side scalar defaults for missing keys
+and JSON encoding (the same `json.dumps` the dialect uses).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Column, Table, bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+Row = Mapping[str, Any]
+
+
+async def insert_many(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
+    """Insert `rows` (dicts of column name → value) in the session's transaction. A missing
+    key takes the column's scalar default; None is SQL NULL."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        await _copy(session, table, rows)
+        return
+    # executemany needs one key set per statement.
+    by_keys: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        by_keys.setdefault(tuple(row), []).append(row)
+    for same_keys in by_keys.values():
+        await session.execute(insert(table), list(same_keys))
+
+
+class _CopyPlan:
+    """How one table's rows become COPY records."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.columns = [c.name for c in table.columns]
+        self.defaults = {c.name: _scalar_default(c) for c in table.columns}
+        self.encoders: dict[str, Callable[[Any], Any]] = {
+            c.name: json.dumps for c in table.columns if isinstance(c.type, JSON)}
+
+    def records(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+        columns, defaults, encoders = self.columns, self.defaults, self.encoders
+        out = []
+        for row in rows:
+            record = []
+            for name in columns:
+                value = row.get(name, defaults[name])
+                if value is _REQUIRED:
+                    raise ValueError(f"{self.table.name}.{name} has no scalar default; give "
+                                     "it in every row")
+                if value is not None and name in encoders:
+                    value = encoders[name](value)
+                record.append(value)
+            out.append(tuple(record))
+        return out
+
+
+_REQUIRED = object()  # a column whose default is computed (uuid4, utcnow): rows must give it
+
+
+def _scalar_default(column: Column[Any]) -> Any:
+    default = column.default
+    if default is None:
+        return None
+    if getattr(default, "is_scalar", False):
+        return default.arg  # type: ignore[attr-defined]
+    return _REQUIRED
+
+
+_plans: dict[Table, _CopyPlan] = {}
+
+
+async def _copy(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
+    plan = _plans.get(table)
+    if plan is None:
+        plan = _plans[table] = _CopyPlan(table)
+    driver = await _driver(session)
+    await driver.copy_records_to_table(table.name, records=plan.records(rows),
+                                       columns=plan.columns)
+
+
+async def update_many(session: AsyncSession, table: Table, keys: Sequence[str],
+                      rows: Sequence[Row]) -> None:
+    """Update rows found by their `keys` columns; each row sets its other items. On
+    PostgreSQL the rows that set the same columns go as one `UPDATE … FROM unnest(…)` (one
+    statement and one index lookup per row, instead of one statement per row); elsewhere as
+    one executemany."""
+    by_columns: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(k for k in row if k not in keys)), []).append(row)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for columns, same in by_columns.items():
+        if not columns:
+            continue
+        if postgres:
+            await _update_unnest(session, table, keys, columns, same)
+        else:
+            stmt = (update(table)
+                    .where(*(table.c[k] == bindparam(f"_key_{k}") for k in keys))
+                    .values({c: bindparam(c) for c in columns}))
+            await session.execute(stmt, [
+                {**{f"_key_{k}": row[k] for k in keys}, **{c: row[c] for c in columns}}
+                for row in same])
+
+
+async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str],
+                         columns: Sequence[str], rows: Sequence[Row]) -> None:
+    names = [*keys, *columns]
+    encoders = {c.name: json.dumps for c in table.columns if isinstance(c.type, JSON)}
+    arrays = []
+    for name in names:
+        encode = encoders.get(name)
+        values = [row[name] for row in rows]
+        if encode is not None:
+            values = [None if v is None else encode(v) for v in values]
+        arrays.append(values)
+    dialect = session.get_bind().dialect
+    casts = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
+                      for i, name in enumerate(names, start=1))
+    sql = (f'UPDATE "{table.name}" AS t SET '
+           + ", ".join(f'"{c}" = v."{c}"' for c in columns)
+           + f" FROM unnest({casts}) AS v(" + ", ".join(f'"{n}"' for n in names) + ") WHERE "
+           + " AND ".join(f't."{k}" = v."{k}"' for k in keys))
+    driver = await _driver(session)
+    await driver.execute(sql, *arrays)
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's connection, inside its transaction."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection

@@ -1,0 +1,218 @@
+"""The pieces the engine's hot path is built from: eager executor calls with a deadline, bulk
+ids, bulk inserts/updates (COPY and unnest on PostgreSQL, executemany on SQLite), and the
+folding of a batch's node changes into one row per node. Database tests run on both
+backends against real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.bus.state import apply_state_ops
+from app.core.db import create_engine, create_sessionmaker
+from app.core.db.bulk import insert_many, update_many
+from app.core.ids import uuid4_batch
+from app.models import Run, RunNode, User
+from app.modules.execution.eager import run_with_deadline
+from app.modules.execution.models import NodeInsert, NodeUpdate, RunUpdate
+
+NODES = cast(Table, RunNode.__table__)
+
+
+# --- run_with_deadline -------------------------------------------------------------------------
+async def test_a_coroutine_that_never_waits_returns_without_a_timer() -> None:
+    async def instant() -> str:
+        return "done"
+
+    loop = asyncio.get_running_loop()
+    timers_before = len(cast(Any, loop)._scheduled) if hasattr(loop, "_scheduled") else None
+    assert await run_with_deadline(instant(), 0.001) == "done"
+    if timers_before is not None:  # the stdlib loop exposes its timer heap
+        assert len(cast(Any, loop)._scheduled) == timers_before
+
+
+async def test_a_coroutine_that_waits_too_long_times_out_and_is_unwound() -> None:
+    unwound = asyncio.Event()
+
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(0)  # a first step, then a long wait
+            await asyncio.sleep(10)
+            return "late"
+        finally:
+            unwound.set()
+
+    with pytest.raises(TimeoutError):
+        await run_with_deadline(slow(), 0.05)
+    assert unwound.is_set()
+
+
+async def test_results_exceptions_and_values_sent_back_pass_through() -> None:
+    async def waits_then_returns() -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, 41)
+        return await future + 1
+
+    async def fails_after_waiting() -> None:
+        await asyncio.sleep(0.001)
+        raise ValueError("boom")
+
+    async def fails_at_once() -> None:
+        raise KeyError("k")
+
+    assert await run_with_deadline(waits_then_returns(), 1) == 42
+    with pytest.raises(ValueError, match="boom"):
+        await run_with_deadline(fails_after_waiting(), 1)
+    with pytest.raises(KeyError):
+        await run_with_deadline(fails_at_once(), 1)
+
+
+async def test_cancelling_the_caller_reaches_the_coroutine() -> None:
+    entered, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+        entered.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    task = asyncio.create_task(run_with_deadline(waits(), 30))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set()
+
+
+async def test_other_awaitables_take_the_plain_path() -> None:
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.01, future.set_result, "future")
+    assert await run_with_deadline(future, 1) == "future"
+    never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    with pytest.raises(TimeoutError):
+        await run_with_deadline(never, 0.02)
+
+
+# --- uuid4_batch -------------------------------------------------------------------------------
+def test_uuid4_batch_gives_distinct_well_formed_version_4_ids() -> None:
+    ids = uuid4_batch(2000)
+    assert len(set(ids)) == 2000
+    for value in ids[:200]:
+        assert value.version == 4 and value.variant == uuid.RFC_4122
+        assert uuid.UUID(str(value)) == value and hash(value) == hash(uuid.UUID(str(value)))
+    assert uuid4_batch(0) == []
+
+
+# --- bulk writes on both databases -------------------------------------------------------------
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _run(sessions: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    run_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        user_id = (await session.execute(insert(User).values(
+            email=f"{run_id.hex[:8]}@example.com", username=f"u{run_id.hex[:8]}",
+            password_hash="x").returning(User.id))).scalar_one()
+        await session.execute(insert(Run).values(id=run_id, user_id=user_id, status="running",
+                                                 graph={}, provider_id="echo"))
+    return run_id
+
+
+async def _nodes(sessions: async_sessionmaker[AsyncSession],
+                 run_id: uuid.UUID) -> dict[str, RunNode]:
+    async with sessions() as session:
+        rows = (await session.execute(select(RunNode).where(RunNode.run_id == run_id))).scalars()
+        return {row.node_id: row for row in rows}
+
+
+async def test_insert_many_fills_defaults_keeps_nulls_and_encodes_json(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    run_id = await _run(sessions)
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    async with sessions() as session, session.begin():
+        await insert_many(session, NODES, [
+            {"run_id": run_id, "node_id": "a", "node_type": "t", "status": "pending"},
+            {"run_id": run_id, "node_id": "b", "node_type": "t", "status": "completed",
+             "level": 2, "output": {"text": "hé", "data": {"n": [1, 2]}}, "started_at": started,
+             "tokens_input": 7},
+            {"run_id": run_id, "node_id": "c", "node_type": "t", "status": "failed",
+             "error": {"code": "x", "message": "y"}, "output": None},
+        ])
+        await insert_many(session, NODES, [])
+    nodes = await _nodes(sessions, run_id)
+    assert (nodes["a"].level, nodes["a"].attempt, nodes["a"].tokens_input) == (0, 0, 0)
+    assert nodes["a"].output is None and nodes["a"].started_at is None
+    assert nodes["b"].output == {"text": "hé", "data": {"n": [1, 2]}}
+    assert (nodes["b"].level, nodes["b"].started_at, nodes["b"].tokens_input) == (2, started, 7)
+    assert nodes["c"].error == {"code": "x", "message": "y"} and nodes["c"].output is None
+
+
+async def test_update_many_sets_each_rows_own_columns_by_key(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    run_id, other_run = await _run(sessions), await _run(sessions)
+    finished = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(microseconds=123)
+    async with sessions() as session, session.begin():
+        await insert_many(session, NODES, [
+            {"run_id": r, "node_id": n, "node_type": "t", "status": "pending"}
+            for r in (run_id, other_run) for n in ("a", "b", "c")])
+    async with sessions() as session, session.begin():
+        await update_many(session, NODES, ("run_id", "node_id"), [
+            {"run_id": run_id, "node_id": "a", "status": "completed",
+             "output": {"text": "A"}, "finished_at": finished, "duration_ms": 5},
+            {"run_id": run_id, "node_id": "b", "status": "running", "attempt": 2},
+            {"run_id": run_id, "node_id": "c", "status": "completed",
+             "output": {"text": "C"}, "finished_at": finished, "duration_ms": 6},
+            {"run_id": run_id, "node_id": "missing", "status": "running", "attempt": 1},
+        ])
+    nodes = await _nodes(sessions, run_id)
+    assert (nodes["a"].status, nodes["a"].output, nodes["a"].finished_at,
+            nodes["a"].duration_ms) == ("completed", {"text": "A"}, finished, 5)
+    assert (nodes["b"].status, nodes["b"].attempt, nodes["b"].output) == ("running", 2, None)
+    assert (nodes["c"].output, nodes["c"].duration_ms) == ({"text": "C"}, 6)
+    assert "missing" not in nodes
+    untouched = await _nodes(sessions, other_run)
+    assert {n.status for n in untouched.values()} == {"pending"}
+
+
+async def test_a_batch_of_node_changes_folds_into_one_row_per_node(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    run_id = await _run(sessions)
+    async with sessions() as session, session.begin():  # an earlier batch
+        await apply_state_ops(session, [NodeInsert({
+            "run_id": run_id, "node_id": "old", "node_type": "t", "status": "pending",
+            "level": 0})])
+    async with sessions() as session, session.begin():
+        await apply_state_ops(session, [
+            NodeInsert({"run_id": run_id, "node_id": "new", "node_type": "t",
+                        "status": "pending", "level": 1}),
+            NodeUpdate(run_id, "old", {"status": "running", "attempt": 1}),
+            NodeUpdate(run_id, "new", {"status": "running", "attempt": 1, "model": "m"}),
+            RunUpdate(run_id, {"status": "succeeded", "outputs": {"new": {"text": "t"}}}),
+            NodeUpdate(run_id, "old", {"status": "completed", "duration_ms": 3}),
+            NodeUpdate(run_id, "new", {"status": "completed", "output": {"text": "t"}}),
+        ])
+    nodes = await _nodes(sessions, run_id)
+    assert (nodes["old"].status, nodes["old"].attempt, nodes["old"].duration_ms) == (
+        "completed", 1, 3)
+    assert (nodes["new"].status, nodes["new"].attempt, nodes["new"].model,
+            nodes["new"].level, nodes["new"].output) == ("completed", 1, "m", 1, {"text": "t"})
+    async with sessions() as session:
+        run = await session.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.outputs) == ("succeeded", {"new": {"text": "t"}})
