@@ -330,3 +330,28 @@ async def test_a_write_for_a_missing_user_fails_only_its_own_emitter(
     # The bus keeps working afterwards.
     after = await bus.emit(node_status(account.id, "after", 0))
     assert after.user_seq == before + 11
+
+
+async def test_an_emitter_cancelled_while_waiting_still_gets_its_events_written(
+        app: FastAPI, client: httpx.AsyncClient) -> None:
+    account = await sign_up_and_login(client)
+    bus = bus_of(app)
+    before = await last_seq(app, account.id)
+    dispatched: list[Event] = []
+
+    async def records(event: Event, registry: Registry) -> None:
+        dispatched.append(event)
+
+    bus.add_subscriber(("execution.node.status",), records)
+    events = [node_status(account.id, "cancelled-emitter", i) for i in range(3)]
+    emitter = asyncio.create_task(bus.emit_many(events))
+    await asyncio.sleep(0)  # queued, not yet committed
+    emitter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await emitter
+    await bus.emit(node_status(account.id, "after", 0))  # written after the cancelled ones
+    assert [e.user_seq for e in events] == [before + 1, before + 2, before + 3]
+    assert [r.user_seq for r in await db_rows(app, account.id)][-4:] == list(
+        range(before + 1, before + 5))
+    assert [e.payload["tag"] for e in dispatched][-4:] == ["cancelled-emitter"] * 3 + [
+        "after"]

@@ -216,3 +216,51 @@ async def test_a_batch_of_node_changes_folds_into_one_row_per_node(
         run = await session.get(Run, run_id)
         assert run is not None
         assert (run.status, run.outputs) == ("succeeded", {"new": {"text": "t"}})
+
+
+# --- verified-token cache ----------------------------------------------------------------------
+def test_a_cached_token_is_still_refused_once_it_expires() -> None:
+    from app.core.security import InvalidToken, create_token, decode_token
+
+    secret = "cache-test-" + "s" * 40
+    token, claims = create_token(secret=secret, subject=7, role="user", typ="access",
+                                 lifetime=timedelta(seconds=1.5))
+    first = decode_token(token, secret=secret, expected_typ="access")
+    assert first == decode_token(token, secret=secret, expected_typ="access")  # cached
+    assert (first.subject, first.jti) == (7, claims.jti)
+    with pytest.raises(InvalidToken):  # the cache is per type and secret
+        decode_token(token, secret=secret, expected_typ="refresh")
+    with pytest.raises(InvalidToken):
+        decode_token(token, secret=secret + "x", expected_typ="access")
+    deadline = first.expires_at + timedelta(milliseconds=50)
+    import time
+    time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+    with pytest.raises(InvalidToken):
+        decode_token(token, secret=secret, expected_typ="access")
+
+
+async def test_bulk_writes_roll_back_with_their_transaction(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    # The PostgreSQL paths talk to asyncpg directly; they must run inside the session's
+    # transaction even as its first statements.
+    run_id = await _run(sessions)
+    async with sessions() as session, session.begin():
+        await insert_many(session, NODES, [
+            {"run_id": run_id, "node_id": "kept", "node_type": "t", "status": "pending"}])
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with sessions() as session, session.begin():
+            await insert_many(session, NODES, [
+                {"run_id": run_id, "node_id": "gone", "node_type": "t", "status": "pending"}])
+            raise Abort
+    with pytest.raises(Abort):
+        async with sessions() as session, session.begin():
+            await update_many(session, NODES, ("run_id", "node_id"), [
+                {"run_id": run_id, "node_id": "kept", "status": "completed", "attempt": 9}])
+            raise Abort
+    nodes = await _nodes(sessions, run_id)
+    assert set(nodes) == {"kept"}
+    assert (nodes["kept"].status, nodes["kept"].attempt) == ("pending", 0)

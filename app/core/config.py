@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     PORT: int = 8000
     LOG_LEVEL: str = "INFO"
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/cascade.db"
-    DB_POOL_SIZE: int = 10
+    DB_POOL_SIZE: int = 20
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- auth --------------------------------------------------------------------------------

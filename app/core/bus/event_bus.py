@@ -121,9 +121,9 @@ class EventBus:
         """Persist (persisted types) and dispatch events in order; returns after both."""
         if not events:
             return
-        # Shielded: an emitter that is cancelled (a cancelled run) must not unpick a write
-        # that may already be committed; the writer finishes it either way.
-        await asyncio.shield(self.enqueue(events))
+        # An emitter cancelled while it waits (a cancelled run) cancels only this future:
+        # the write stays queued and the writer commits and dispatches it all the same.
+        await self.enqueue(events)
 
     def enqueue(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Queue events without waiting; the future resolves once they are committed and

@@ -5,17 +5,18 @@ executemany every row pays for bind processing and asyncpg sends one Bind/Execut
 `COPY … FROM STDIN (FORMAT binary)` sends the batch as one stream that asyncpg encodes in C,
 which made the event log ~30% faster. COPY skips SQLAlchemy's column handling, so this module
 does the two parts of it the tables here need: Python-side scalar defaults for missing keys
-and JSON encoding (the same `json.dumps` the dialect uses).
+and JSON encoding (the same encoder the engine uses, app/core/json_codec.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Column, Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.json_codec import dumps
 
 Row = Mapping[str, Any]
 
@@ -43,23 +44,26 @@ class _CopyPlan:
         self.table = table
         self.columns = [c.name for c in table.columns]
         self.defaults = {c.name: _scalar_default(c) for c in table.columns}
-        self.encoders: dict[str, Callable[[Any], Any]] = {
-            c.name: json.dumps for c in table.columns if isinstance(c.type, JSON)}
+        self.json_positions = [i for i, c in enumerate(table.columns)
+                               if isinstance(c.type, JSON)]
 
-    def records(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-        columns, defaults, encoders = self.columns, self.defaults, self.encoders
+    def records(self, rows: Sequence[Row]) -> list[list[Any]]:
+        columns, defaults, json_positions = self.columns, self.defaults, self.json_positions
+        complete = len(columns)
         out = []
         for row in rows:
-            record = []
-            for name in columns:
-                value = row.get(name, defaults[name])
-                if value is _REQUIRED:
-                    raise ValueError(f"{self.table.name}.{name} has no scalar default; give "
-                                     "it in every row")
-                if value is not None and name in encoders:
-                    value = encoders[name](value)
-                record.append(value)
-            out.append(tuple(record))
+            if len(row) == complete:  # every column given (the event log's rows)
+                record = [row[name] for name in columns]
+            else:
+                record = [row.get(name, defaults[name]) for name in columns]
+                if _REQUIRED in record:
+                    missing = columns[record.index(_REQUIRED)]
+                    raise ValueError(f"{self.table.name}.{missing} has no scalar default; "
+                                     "give it in every row")
+            for i in json_positions:
+                if record[i] is not None:
+                    record[i] = dumps(record[i])
+            out.append(record)
         return out
 
 
@@ -82,7 +86,7 @@ async def _copy(session: AsyncSession, table: Table, rows: Sequence[Row]) -> Non
     plan = _plans.get(table)
     if plan is None:
         plan = _plans[table] = _CopyPlan(table)
-    driver = await _driver(session)
+    driver = await driver_connection(session)
     await driver.copy_records_to_table(table.name, records=plan.records(rows),
                                        columns=plan.columns)
 
@@ -114,13 +118,12 @@ async def update_many(session: AsyncSession, table: Table, keys: Sequence[str],
 async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str],
                          columns: Sequence[str], rows: Sequence[Row]) -> None:
     names = [*keys, *columns]
-    encoders = {c.name: json.dumps for c in table.columns if isinstance(c.type, JSON)}
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
     arrays = []
     for name in names:
-        encode = encoders.get(name)
         values = [row[name] for row in rows]
-        if encode is not None:
-            values = [None if v is None else encode(v) for v in values]
+        if name in json_columns:
+            values = [None if v is None else dumps(v) for v in values]
         arrays.append(values)
     dialect = session.get_bind().dialect
     casts = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
@@ -129,12 +132,19 @@ async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str
            + ", ".join(f'"{c}" = v."{c}"' for c in columns)
            + f" FROM unnest({casts}) AS v(" + ", ".join(f'"{n}"' for n in names) + ") WHERE "
            + " AND ".join(f't."{k}" = v."{k}"' for k in keys))
-    driver = await _driver(session)
+    driver = await driver_connection(session)
     await driver.execute(sql, *arrays)
 
 
-async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's connection, inside its transaction."""
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's connection, inside its transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs itself;
+    a statement sent straight to the driver before that would run outside the transaction
+    (autocommit) and survive a rollback. So the transaction is begun here when it has not."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    driver: Any = raw.driver_connection
+    if not driver.is_in_transaction():
+        await connection.exec_driver_sql("SELECT 1")
+    return driver

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.core.json_codec import dumps
+
 
 def normalize_url(url: str) -> str:
     """Accept plain `postgresql://` and `sqlite://` URLs and pick the async drivers."""
@@ -60,7 +62,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # log's hot path. Connections are recycled instead, and a dead one fails one
         # transaction, which its caller retries or reports.
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
-    engine = create_async_engine(url, **kwargs)
+    # JSON columns go through the app's one encoder (app/core/json_codec.py), like COPY rows.
+    engine = create_async_engine(url, json_serializer=dumps, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

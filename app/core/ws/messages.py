@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.json_codec import dumps
 
 
 class WSMessage(BaseModel):
@@ -30,7 +31,7 @@ class CloseCode:
 
 
 def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), default=str)
+    return dumps(message)
 
 
 def error_message(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:
