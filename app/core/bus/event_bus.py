@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,6 +36,7 @@ logger = logging.getLogger("cascade.bus")
 _PENDING_KEY = "cascade_pending_events"
 
 Persist = Callable[[list[Event]], Awaitable[None]]
+T = TypeVar("T")
 
 
 def _check_types(events: Sequence[Event]) -> None:
@@ -46,11 +47,59 @@ def _check_types(events: Sequence[Event]) -> None:
             raise ValueError(f"unknown event type {event.type!r}")
 
 
-@dataclass
 class _Write:
-    events: list[Event]
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+    __slots__ = ("done", "events")
+
+    def __init__(self, events: list[Event], done: asyncio.Future[None]) -> None:
+        self.events = events
+        self.done = done  # resolved once the events are committed and dispatched
+
+
+class _Pipe(Generic[T]):
+    """A FIFO between two tasks, lighter than asyncio.Queue on a path that carries every
+    event: `put` never waits; `take` returns what is there (waiting for the first item);
+    `drained()` waits until every item put has been taken and marked `done`."""
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._unfinished = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> None:
+        self._items.append(item)
+        self._unfinished += 1
+        self._drained.clear()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self, weight: Callable[[T], int] = lambda _: 1,
+                   limit: int = 1 << 62) -> list[T]:
+        """The first item, then more while the weight taken is under `limit`."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        taken = [self._items.popleft()]
+        total = weight(taken[0])
+        while self._items and total < limit:
+            taken.append(self._items.popleft())
+            total += weight(taken[-1])
+        return taken
+
+    def done(self, count: int) -> None:
+        self._unfinished -= count
+        if self._unfinished == 0:
+            self._drained.set()
+
+    async def drained(self) -> None:
+        await self._drained.wait()
 
 
 class EventBus:
@@ -66,8 +115,13 @@ class EventBus:
         self._subscribers: list[tuple[tuple[str, ...], Handler]] = []
         # event type → its handlers, each with whether it must be awaited
         self._route_cache: dict[str, list[tuple[Handler, bool]]] = {}
-        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        # Writes waiting for the writer; then batches it committed, waiting for the
+        # dispatcher. Two tasks, so the writer starts the next transaction while the last
+        # batch is dispatched.
+        self._queue: _Pipe[_Write] = _Pipe()
+        self._committed: _Pipe[list[_Write]] = _Pipe()
         self._writer: asyncio.Task[None] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
 
     # --- subscribers -------------------------------------------------------------------------
     def add_subscriber(self, patterns: tuple[str, ...], handler: Handler) -> None:
@@ -100,18 +154,23 @@ class EventBus:
     def start(self) -> None:
         if self._writer is None:
             self._writer = asyncio.create_task(self._run_writer(), name="event-log-writer")
+            self._dispatcher = asyncio.create_task(self._run_dispatcher(),
+                                                   name="event-dispatcher")
 
     async def stop(self) -> None:
-        """Write what is queued, then stop the writer."""
+        """Write and dispatch what is queued, then stop."""
         if self._writer is None:
             return
-        await self._queue.join()
-        self._writer.cancel()
-        try:
-            await self._writer
-        except asyncio.CancelledError:
-            pass
-        self._writer = None
+        await self._queue.drained()
+        await self._committed.drained()
+        for task in (self._writer, self._dispatcher):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._writer = self._dispatcher = None
 
     async def emit(self, event: Event) -> Event:
         await self.emit_many([event])
@@ -133,8 +192,8 @@ class EventBus:
         _check_types(events)
         if self._writer is None:
             raise RuntimeError("the event bus is not started")
-        write = _Write(list(events))
-        self._queue.put_nowait(write)
+        write = _Write(list(events), asyncio.get_running_loop().create_future())
+        self._queue.put(write)
         return write.done
 
     @property
@@ -145,21 +204,25 @@ class EventBus:
     @property
     def backlog(self) -> int:
         """Writes queued and not yet taken by the writer."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     async def _run_writer(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].events)
-            while size < self._batch_max and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                size += len(item.events)
+            batch = await self._queue.take(lambda write: len(write.events), self._batch_max)
             try:
                 await self._write_batch(batch)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._queue.done(len(batch))
+
+    async def _run_dispatcher(self) -> None:
+        """Dispatches committed batches in commit order, then resolves their writes."""
+        while True:
+            committed = await self._committed.take()
+            try:
+                for batch in committed:
+                    await self._finish(batch)
+            finally:
+                self._committed.done(len(committed))
 
     async def _write_batch(self, batch: list[_Write]) -> None:
         events = [event for write in batch for event in write.events]
@@ -179,9 +242,9 @@ class EventBus:
                     forget_numbers(write.events)
                     self._fail(write, "event write")
                     continue
-                await self._finish([write])
+                self._committed.put([write])
             return
-        await self._finish(batch)
+        self._committed.put(batch)
 
     async def _persist(self, events: list[Event]) -> None:
         if not any(event.persisted for event in events):
