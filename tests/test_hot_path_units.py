@@ -6,6 +6,7 @@ backends against real databases."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.bus.state import apply_state_ops
 from app.core.db import create_engine, create_sessionmaker
 from app.core.db.bulk import insert_many, update_many
-from app.core.ids import uuid4_batch
+from app.core.ids import uuid7_batch
 from app.models import Run, RunNode, User
 from app.modules.execution.eager import run_with_deadline
 from app.modules.execution.models import NodeInsert, NodeUpdate, RunUpdate
@@ -103,14 +104,19 @@ async def test_other_awaitables_take_the_plain_path() -> None:
         await run_with_deadline(never, 0.02)
 
 
-# --- uuid4_batch -------------------------------------------------------------------------------
-def test_uuid4_batch_gives_distinct_well_formed_version_4_ids() -> None:
-    ids = uuid4_batch(2000)
-    assert len(set(ids)) == 2000
-    for value in ids[:200]:
-        assert value.version == 4 and value.variant == uuid.RFC_4122
+# --- uuid7_batch -------------------------------------------------------------------------------
+def test_uuid7_batch_gives_distinct_well_formed_ids_that_grow_with_time() -> None:
+    first = uuid7_batch(2000)
+    time.sleep(0.002)
+    second = uuid7_batch(2000)
+    assert len(set(first + second)) == 4000
+    assert first == sorted(first) and second == sorted(second) and first[-1] < second[0]
+    for value in first[:200] + second[-200:]:
+        assert value.version == 7 and value.variant == uuid.RFC_4122
         assert uuid.UUID(str(value)) == value and hash(value) == hash(uuid.UUID(str(value)))
-    assert uuid4_batch(0) == []
+    milliseconds = first[0].int >> 80
+    assert abs(milliseconds - time.time() * 1000) < 60_000
+    assert uuid7_batch(0) == []
 
 
 # --- bulk writes on both databases -------------------------------------------------------------
@@ -233,7 +239,6 @@ def test_a_cached_token_is_still_refused_once_it_expires() -> None:
     with pytest.raises(InvalidToken):
         decode_token(token, secret=secret + "x", expected_typ="access")
     deadline = first.expires_at + timedelta(milliseconds=50)
-    import time
     time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
     with pytest.raises(InvalidToken):
         decode_token(token, secret=secret, expected_typ="access")

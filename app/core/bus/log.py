@@ -23,7 +23,7 @@ from app.core.bus.state import apply_state_ops
 from app.core.db.base import utcnow
 from app.core.db.bulk import driver_connection, insert_many
 from app.core.events.model import Event
-from app.core.ids import uuid4_batch
+from app.core.ids import uuid7_batch
 from app.models.event_log import EventLog
 from app.models.run import Run
 from app.models.user import User
@@ -106,7 +106,7 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
 
     now = utcnow()
     rows = []
-    for event, event_id in zip(persisted, uuid4_batch(len(persisted)), strict=True):
+    for event, event_id in zip(persisted, uuid7_batch(len(persisted)), strict=True):
         event.id = event_id
         event.created_at = now
         event.user_seq = next_user_seq[event.user_id]

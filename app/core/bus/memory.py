@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from app.core.db.base import utcnow
 from app.core.events import Event
-from app.core.ids import uuid4_batch
+from app.core.ids import uuid7_batch
 
 
 class InMemoryEventLog:
@@ -20,7 +20,7 @@ class InMemoryEventLog:
     async def __call__(self, events: Sequence[Event]) -> None:
         now = utcnow()
         persisted = [event for event in events if event.persisted]
-        for event, event_id in zip(persisted, uuid4_batch(len(persisted)), strict=True):
+        for event, event_id in zip(persisted, uuid7_batch(len(persisted)), strict=True):
             event.id = event_id
             event.created_at = now
             event.user_seq = self.user_seq[event.user_id] = self.user_seq.get(event.user_id, 0) + 1
