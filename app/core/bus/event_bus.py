@@ -77,15 +77,18 @@ class _Pipe(Generic[T]):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def take(self, weight: Callable[[T], int] = lambda _: 1,
-                   limit: int = 1 << 62) -> list[T]:
-        """The first item, then more while the weight taken is under `limit`."""
+    async def wait_for_items(self) -> None:
         while not self._items:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+
+    async def take(self, weight: Callable[[T], int] = lambda _: 1,
+                   limit: int = 1 << 62) -> list[T]:
+        """The first item, then more while the weight taken is under `limit`."""
+        await self.wait_for_items()
         taken = [self._items.popleft()]
         total = weight(taken[0])
         while self._items and total < limit:
@@ -208,6 +211,11 @@ class EventBus:
 
     async def _run_writer(self) -> None:
         while True:
+            await self._queue.wait_for_items()
+            # Let the tasks that are ready run first: nodes about to start their work (whose
+            # events woke this task) should not wait for the log; their next events join
+            # this batch instead.
+            await asyncio.sleep(0)
             batch = await self._queue.take(lambda write: len(write.events), self._batch_max)
             try:
                 await self._write_batch(batch)
