@@ -355,3 +355,36 @@ async def test_an_emitter_cancelled_while_waiting_still_gets_its_events_written(
         range(before + 1, before + 5))
     assert [e.payload["tag"] for e in dispatched][-4:] == ["cancelled-emitter"] * 3 + [
         "after"]
+
+
+async def test_every_kind_of_subscriber_is_called_and_awaited(
+        app: FastAPI, client: httpx.AsyncClient) -> None:
+    # Plain functions are called without a coroutine; anything returning an awaitable (an
+    # async function, an object with an async __call__, a partial of an async function) is
+    # awaited. Deciding by inspect.iscoroutinefunction missed the last two.
+    import functools
+
+    account = await sign_up_and_login(client)
+    bus = bus_of(app)
+    seen: dict[str, list[int]] = {"sync": [], "async": [], "object": [], "partial": []}
+
+    def plain(event: Event, registry: Registry) -> None:
+        seen["sync"].append(event.payload["i"])
+
+    async def coroutine_function(event: Event, registry: Registry) -> None:
+        await asyncio.sleep(0)
+        seen["async"].append(event.payload["i"])
+
+    class Stamps:
+        async def __call__(self, event: Event, registry: Registry) -> None:
+            await asyncio.sleep(0)
+            seen["object"].append(event.payload["i"])
+
+    async def tagged(tag: str, event: Event, registry: Registry) -> None:
+        seen[tag].append(event.payload["i"])
+
+    for handler in (plain, coroutine_function, Stamps(), functools.partial(tagged, "partial")):
+        bus.add_subscriber(("execution.node.status",), handler)
+    await bus.emit_many([node_status(account.id, "kinds", i) for i in range(3)])
+    assert seen == {"sync": [0, 1, 2], "async": [0, 1, 2], "object": [0, 1, 2],
+                    "partial": [0, 1, 2]}

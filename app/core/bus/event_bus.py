@@ -19,11 +19,10 @@ must be quick (the tunnel bridge only enqueues).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -116,8 +115,7 @@ class EventBus:
         self._registry = registry
         self._batch_max = batch_max
         self._subscribers: list[tuple[tuple[str, ...], Handler]] = []
-        # event type → its handlers, each with whether it must be awaited
-        self._route_cache: dict[str, list[tuple[Handler, bool]]] = {}
+        self._route_cache: dict[str, list[Handler]] = {}
         # Writes waiting for the writer; then batches it committed, waiting for the
         # dispatcher. Two tasks, so the writer starts the next transaction while the last
         # batch is dispatched.
@@ -131,10 +129,10 @@ class EventBus:
         self._subscribers.append((patterns, handler))
         self._route_cache.clear()
 
-    def handlers_for(self, event_type: str) -> list[tuple[Handler, bool]]:
+    def handlers_for(self, event_type: str) -> list[Handler]:
         handlers = self._route_cache.get(event_type)
         if handlers is None:
-            handlers = [(h, inspect.iscoroutinefunction(h)) for patterns, h in self._subscribers
+            handlers = [h for patterns, h in self._subscribers
                         if any(matches(p, event_type) for p in patterns)]
             self._route_cache[event_type] = handlers
         return handlers
@@ -142,12 +140,14 @@ class EventBus:
     async def dispatch(self, events: Sequence[Event]) -> None:
         registry = self._registry
         for event in events:
-            for handler, is_async in self.handlers_for(event.type):
+            for handler in self.handlers_for(event.type):
                 try:
-                    if is_async:
-                        await cast(Awaitable[None], handler(event, registry))
-                    else:
-                        handler(event, registry)
+                    # A plain function returns None and costs no coroutine; anything else
+                    # it returns (a coroutine, from an async function or an object with an
+                    # async __call__) is awaited.
+                    result = handler(event, registry)
+                    if result is not None:
+                        await result
                 except Exception:
                     logger.exception("subscriber %s failed on event %s (%s)",
                                      getattr(handler, "__qualname__", handler), event.id,
