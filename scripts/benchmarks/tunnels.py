@@ -52,9 +52,9 @@ from scripts.benchmarks.common import (
 STALL_PAYLOAD = 8192
 # Fleets of 1,000 tunnels: (users, tunnels per user). The fan-out of one event is the
 # number of tunnels of its user. The contract allows 5 tunnels per user
-# (WS_MAX_TUNNELS_PER_USER), so the targets apply to the first two; 50 × 20 goes past that
-# cap (raised for it) to show where a larger fan-out lands.
-FLEETS = [(200, 5), (1000, 1), (50, 20)]
+# (WS_MAX_TUNNELS_PER_USER), so the targets apply to the first two; 50 × 20 and 10 × 100 go
+# past that cap (raised for them) to show where a larger fan-out lands.
+FLEETS = [(200, 5), (1000, 1), (50, 20), (10, 100)]
 PHASE_A_S = 8.0
 QUEUE_SIZE = 1000
 PHASE_B_MAX_S = 30.0

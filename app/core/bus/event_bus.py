@@ -176,7 +176,7 @@ class EventBus:
         self._writer = self._dispatcher = None
 
     async def emit(self, event: Event) -> Event:
-        await self.emit_many([event])
+        await self.enqueue((event,))  # see emit_many on cancellation
         return event
 
     async def emit_many(self, events: Sequence[Event]) -> None:
