@@ -269,3 +269,19 @@ async def test_bulk_writes_roll_back_with_their_transaction(
     nodes = await _nodes(sessions, run_id)
     assert set(nodes) == {"kept"}
     assert (nodes["kept"].status, nodes["kept"].attempt) == ("pending", 0)
+
+
+# --- the JSON codec ----------------------------------------------------------------------------
+def test_json_codec_round_trips_and_falls_back_where_orjson_refuses() -> None:
+    import json
+    import math
+
+    from app.core.json_codec import dumps, loads
+
+    value = {"text": "héllo ✓", "n": [1, 2.5, None, True], "nested": {"k": "v"}}
+    assert loads(dumps(value)) == value == json.loads(dumps(value))
+    assert dumps({"big": 2**70}) == '{"big":1180591620717411303424}'  # beyond 64 bits
+    assert loads(dumps({7: "int key"})) == {"7": "int key"}  # as json.dumps does
+    assert dumps({"when": datetime(2026, 1, 2, tzinfo=UTC)}).startswith('{"when":"2026-01-02')
+    assert math.isnan(loads('{"x": NaN}')["x"])  # stdlib-only literal, still readable
+    assert loads(b'[1, "a"]') == [1, "a"]

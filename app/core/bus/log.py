@@ -59,33 +59,34 @@ async def _bump(session: AsyncSession, model: Any, counts: Mapping[Any, int]) ->
         update(table).where(where)
         .values(last_event_seq=table.c.last_event_seq + increment)
         .returning(table.c.id, table.c.last_event_seq))).all()
+    return _first_numbers(table, counts, rows)
+
+
+def _first_numbers(table: Table, counts: Mapping[Any, int],
+                   rows: Sequence[Any]) -> dict[Any, int]:
+    """key → the first number reserved, from the (id, last_event_seq) rows updated."""
     first = {key: int(last) - counts[key] + 1 for key, last in rows}
-    missing = [key for key in keys if key not in first]
+    missing = [key for key in counts if key not in first]
     if missing:
-        raise EventLogError(f"no {table.name} row {', '.join(map(str, missing))} to number "
-                            "events for")
+        raise EventLogError(f"no {table.name} row {', '.join(map(str, sorted(missing)))} to "
+                            "number events for")
     return first
 
 
 async def _bump_postgres(session: AsyncSession, table: Table, keys: list[Any],
                          counts: Mapping[Any, int]) -> dict[Any, int]:
-    """The same two statements as plain SQL on the session's asyncpg connection: asyncpg
-    keeps them prepared, where SQLAlchemy built and compiled a new CASE for every batch."""
+    """The ordered lock through the session (which begins its transaction), then the
+    UPDATE as plain SQL on its asyncpg connection: asyncpg keeps it prepared, where SQLAlchemy
+    built and compiled a new CASE for every batch."""
+    await session.execute(select(table.c.id).where(table.c.id.in_(keys))
+                          .order_by(table.c.id).with_for_update())
     driver = await driver_connection(session)
     key_type = table.c.id.type.compile(dialect=session.get_bind().dialect)
-    await driver.execute(
-        f"SELECT 1 FROM {table.name} WHERE id = ANY($1::{key_type}[]) ORDER BY id FOR UPDATE",
-        keys)
     rows = await driver.fetch(
         f"UPDATE {table.name} AS t SET last_event_seq = t.last_event_seq + v.n "
         f"FROM unnest($1::{key_type}[], $2::bigint[]) AS v(id, n) WHERE t.id = v.id "
         "RETURNING t.id, t.last_event_seq", keys, [counts[key] for key in keys])
-    first = {row[0]: int(row[1]) - counts[row[0]] + 1 for row in rows}
-    missing = [key for key in keys if key not in first]
-    if missing:
-        raise EventLogError(f"no {table.name} row {', '.join(map(str, missing))} to number "
-                            "events for")
-    return first
+    return _first_numbers(table, counts, [(row[0], row[1]) for row in rows])
 
 
 async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.json_codec import dumps
+from app.core.json_codec import dumps, loads
 
 
 def normalize_url(url: str) -> str:
@@ -62,8 +62,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # log's hot path. Connections are recycled instead, and a dead one fails one
         # transaction, which its caller retries or reports.
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
-    # JSON columns go through the app's one encoder (app/core/json_codec.py), like COPY rows.
-    engine = create_async_engine(url, json_serializer=dumps, **kwargs)
+    # JSON columns go through the app's one codec (app/core/json_codec.py), like COPY rows.
+    engine = create_async_engine(url, json_serializer=dumps, json_deserializer=loads, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
