@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1.schemas.execution import RunRequest
@@ -55,6 +55,13 @@ from app.modules.execution.providers.registry import (
 from app.modules.execution.runner import Runner, RunnerLimits
 
 logger = logging.getLogger("cascade.execution")
+
+
+# Starting a run is the hottest request: its statements are built once, with bound
+# parameters, instead of being constructed, coerced and cache-keyed on every call.
+_FLOW_OF_USER = select(Flow).where(Flow.id == bindparam("flow_id"),
+                                   Flow.user_id == bindparam("user_id"))
+_INSERT_RUN = insert(Run)
 
 
 class ExecutionManager:
@@ -149,8 +156,8 @@ class ExecutionManager:
                 code="too_many_runs")
         flow: Flow | None = None
         if request.flow_id is not None:
-            flow = (await session.execute(select(Flow).where(
-                Flow.id == request.flow_id, Flow.user_id == user.id))).scalar_one_or_none()
+            flow = (await session.execute(_FLOW_OF_USER, {
+                "flow_id": request.flow_id, "user_id": user.id})).scalar_one_or_none()
             if flow is None:
                 raise NotFound("flow not found")
             raw_graph: dict[str, Any] = dict(flow.graph_data)
@@ -174,7 +181,7 @@ class ExecutionManager:
                   "trigger_node_id": request.trigger_node_id, "provider_id": provider_id,
                   "graph": raw_graph}
         # A Core insert: the ORM's unit of work cost more than the statement on this path.
-        await session.execute(insert(Run).values(values))
+        await session.execute(_INSERT_RUN, values)
         run = Run(**values)  # not in the session; the caller replies with its id and status
         # Count the run against the user's limit now; start it once its row is committed
         # (the runner numbers events against that row).
