@@ -115,6 +115,10 @@ async def update_many(session: AsyncSession, table: Table, keys: Sequence[str],
                 for row in same])
 
 
+# UPDATE statements by table, key columns and set columns (a handful per table).
+_update_sql: dict[tuple[str, ...], str] = {}
+
+
 async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str],
                          columns: Sequence[str], rows: Sequence[Row]) -> None:
     names = [*keys, *columns]
@@ -125,13 +129,17 @@ async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str
         if name in json_columns:
             values = [None if v is None else dumps(v) for v in values]
         arrays.append(values)
-    dialect = session.get_bind().dialect
-    casts = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
-                      for i, name in enumerate(names, start=1))
-    sql = (f'UPDATE "{table.name}" AS t SET '
-           + ", ".join(f'"{c}" = v."{c}"' for c in columns)
-           + f" FROM unnest({casts}) AS v(" + ", ".join(f'"{n}"' for n in names) + ") WHERE "
-           + " AND ".join(f't."{k}" = v."{k}"' for k in keys))
+    sql_key = (table.name, *keys, "|", *columns)
+    sql = _update_sql.get(sql_key)
+    if sql is None:
+        dialect = session.get_bind().dialect
+        casts = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
+                          for i, name in enumerate(names, start=1))
+        sql = _update_sql[sql_key] = (
+            f'UPDATE "{table.name}" AS t SET '
+            + ", ".join(f'"{c}" = v."{c}"' for c in columns)
+            + f" FROM unnest({casts}) AS v(" + ", ".join(f'"{n}"' for n in names) + ") WHERE "
+            + " AND ".join(f't."{k}" = v."{k}"' for k in keys))
     driver = await driver_connection(session)
     await driver.execute(sql, *arrays)
 
