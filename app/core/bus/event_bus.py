@@ -42,7 +42,7 @@ def _check_types(events: Sequence[Event]) -> None:
     """Refuse the whole call when any event's type is not a known one (Event checks its type
     when built, but the dataclass is mutable)."""
     for event in events:
-        if event.type not in EventTypes.PERSISTED and event.type not in EventTypes.EPHEMERAL:
+        if event.type not in EventTypes.KNOWN:
             raise ValueError(f"unknown event type {event.type!r}")
 
 

@@ -11,6 +11,7 @@ counter until commit (SQLite: the whole database), so
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -39,9 +40,9 @@ async def _bump(session: AsyncSession, model: Any, counts: Mapping[Any, int]) ->
     """Reserve numbers on counter rows (key → how many); returns key → the first one.
 
     Rows are locked in key order, so concurrent writers can never deadlock. One row costs one
-    `UPDATE … RETURNING`; several cost two statements whatever their number (an ordered
-    `SELECT … FOR UPDATE`, then one `UPDATE … SET last_event_seq = last_event_seq + CASE id
-    … END … RETURNING`) instead of one round trip per row."""
+    `UPDATE … RETURNING`; several cost two statements whatever their number (PostgreSQL: an
+    ordered `SELECT … FOR UPDATE`, then one `UPDATE … FROM unnest(…)`; SQLite, which locks the
+    whole database: one `UPDATE … CASE id … END`) instead of one round trip per row."""
     table = model.__table__
     keys = sorted(counts)
     if len(keys) == 1:
@@ -59,28 +60,27 @@ async def _bump(session: AsyncSession, model: Any, counts: Mapping[Any, int]) ->
     return _first_numbers(table, counts, rows)
 
 
-# Statements the writer runs for every batch, built once per table with bound parameters:
+# Statements the writer runs for every batch are built once per table, with bound parameters:
 # building, coercing and cache-keying them again each time was a fifth of a small batch's CPU.
-_statements: dict[tuple[str, str], Any] = {}
-
-
+@functools.cache
 def _bump_one(table: Table) -> Any:
-    stmt = _statements.get((table.name, "bump_one"))
-    if stmt is None:
-        stmt = _statements[(table.name, "bump_one")] = (
-            update(table).where(table.c.id == bindparam("key"))
+    return (update(table).where(table.c.id == bindparam("key"))
             .values(last_event_seq=table.c.last_event_seq + bindparam("n"))
             .returning(table.c.id, table.c.last_event_seq))
-    return stmt
 
 
+@functools.cache
 def _lock_rows(table: Table) -> Any:
-    stmt = _statements.get((table.name, "lock"))
-    if stmt is None:
-        stmt = _statements[(table.name, "lock")] = (
-            select(table.c.id).where(table.c.id.in_(bindparam("keys", expanding=True)))
+    return (select(table.c.id).where(table.c.id.in_(bindparam("keys", expanding=True)))
             .order_by(table.c.id).with_for_update())
-    return stmt
+
+
+@functools.cache
+def _bump_many_sql(table: Table, dialect: Any) -> str:
+    key_type = table.c.id.type.compile(dialect=dialect)
+    return (f"UPDATE {table.name} AS t SET last_event_seq = t.last_event_seq + v.n "
+            f"FROM unnest($1::{key_type}[], $2::bigint[]) AS v(id, n) WHERE t.id = v.id "
+            "RETURNING t.id, t.last_event_seq")
 
 
 def _first_numbers(table: Table, counts: Mapping[Any, int],
@@ -101,12 +101,9 @@ async def _bump_postgres(session: AsyncSession, table: Table, keys: list[Any],
     built and compiled a new CASE for every batch."""
     await session.execute(_lock_rows(table), {"keys": keys})
     driver = await driver_connection(session)
-    key_type = table.c.id.type.compile(dialect=session.get_bind().dialect)
-    rows = await driver.fetch(
-        f"UPDATE {table.name} AS t SET last_event_seq = t.last_event_seq + v.n "
-        f"FROM unnest($1::{key_type}[], $2::bigint[]) AS v(id, n) WHERE t.id = v.id "
-        "RETURNING t.id, t.last_event_seq", keys, [counts[key] for key in keys])
-    return _first_numbers(table, counts, [(row[0], row[1]) for row in rows])
+    rows = await driver.fetch(_bump_many_sql(table, session.get_bind().dialect),
+                              keys, [counts[key] for key in keys])
+    return _first_numbers(table, counts, rows)
 
 
 async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:

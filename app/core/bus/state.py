@@ -1,22 +1,21 @@
 """State changes that commit in the same transaction as the events announcing them.
 
 An event may carry `StateOp`s. The event log writer applies every op of a batch inside the
-batch's transaction, grouped by class (so a thousand node updates become one executemany) and
-in the class's `order` (inserts before updates).
+batch's transaction, grouped (so a thousand node updates become one statement) and in each
+group's `order` (node rows before run rows). A group is the op's class, or the class its
+`batch_group` names when several op classes must be applied together in event order.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class StateOp(Protocol):
-    """A class with `order` and `apply_batch(session, ops)`; or, for several op classes
-    applied together in event order, a `batch_group` class that has them."""
-
-    order: ClassVar[int]
+    """An op; its group (its class, or its `batch_group`) has `order` and
+    `apply_batch(session, ops)`."""
 
 
 async def apply_state_ops(session: AsyncSession, ops: list[StateOp]) -> None:

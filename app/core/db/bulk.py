@@ -10,6 +10,7 @@ and JSON encoding (the same encoder the engine uses, app/core/json_codec.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,13 +80,11 @@ def _scalar_default(column: Column[Any]) -> Any:
     return _REQUIRED
 
 
-_plans: dict[Table, _CopyPlan] = {}
+_copy_plan = functools.cache(_CopyPlan)  # one per table
 
 
 async def _copy(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
-    plan = _plans.get(table)
-    if plan is None:
-        plan = _plans[table] = _CopyPlan(table)
+    plan = _copy_plan(table)
     driver = await driver_connection(session)
     await driver.copy_records_to_table(table.name, records=plan.records(rows),
                                        columns=plan.columns)
@@ -115,10 +114,6 @@ async def update_many(session: AsyncSession, table: Table, keys: Sequence[str],
                 for row in same])
 
 
-# UPDATE statements by table, key columns and set columns (a handful per table).
-_update_sql: dict[tuple[str, ...], str] = {}
-
-
 async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str],
                          columns: Sequence[str], rows: Sequence[Row]) -> None:
     names = [*keys, *columns]
@@ -129,19 +124,21 @@ async def _update_unnest(session: AsyncSession, table: Table, keys: Sequence[str
         if name in json_columns:
             values = [None if v is None else dumps(v) for v in values]
         arrays.append(values)
-    sql_key = (table.name, *keys, "|", *columns)
-    sql = _update_sql.get(sql_key)
-    if sql is None:
-        dialect = session.get_bind().dialect
-        casts = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
-                          for i, name in enumerate(names, start=1))
-        sql = _update_sql[sql_key] = (
-            f'UPDATE "{table.name}" AS t SET '
+    sql = _update_sql(table, tuple(keys), tuple(columns), session.get_bind().dialect)
+    driver = await driver_connection(session)
+    await driver.execute(sql, *arrays)
+
+
+@functools.cache  # a handful per table: one per key set and set of columns
+def _update_sql(table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
+                dialect: Any) -> str:
+    names = [*keys, *columns]
+    casts = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
+                      for i, name in enumerate(names, start=1))
+    return (f'UPDATE "{table.name}" AS t SET '
             + ", ".join(f'"{c}" = v."{c}"' for c in columns)
             + f" FROM unnest({casts}) AS v(" + ", ".join(f'"{n}"' for n in names) + ") WHERE "
             + " AND ".join(f't."{k}" = v."{k}"' for k in keys))
-    driver = await driver_connection(session)
-    await driver.execute(sql, *arrays)
 
 
 async def driver_connection(session: AsyncSession) -> Any:

@@ -27,7 +27,7 @@ class Event:
     state: list[Any] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        if self.type not in EventTypes.PERSISTED and self.type not in EventTypes.EPHEMERAL:
+        if self.type not in EventTypes.KNOWN:
             raise ValueError(f"unknown event type {self.type!r}")
 
     @property

@@ -42,6 +42,7 @@ class EventTypes:
     EPHEMERAL: frozenset[str] = frozenset({
         EXECUTION_NODE_STREAM, EXECUTION_NODE_PROGRESS, PONG, PING, CONNECTION_READY, ERROR,
     })
+    KNOWN: frozenset[str] = PERSISTED | EPHEMERAL
     RUN_TERMINAL: frozenset[str] = frozenset({
         EXECUTION_COMPLETED, EXECUTION_FAILED, EXECUTION_CANCELLED,
     })

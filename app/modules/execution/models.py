@@ -90,14 +90,9 @@ class _NodeChanges:
                 updates.setdefault(key, {}).update(op.values)
         # Core, not ORM, statements: the ORM's bulk paths cost more than the database here.
         await insert_many(session, _NODES, list(inserts.values()))
-        await _update_nodes(session, updates)
-
-
-async def _update_nodes(session: AsyncSession,
-                        merged: dict[tuple[uuid.UUID, str], dict[str, Any]]) -> None:
-    await update_many(session, _NODES, ("run_id", "node_id"), [
-        {"run_id": run_id, "node_id": node_id, **values}
-        for (run_id, node_id), values in merged.items()])
+        await update_many(session, _NODES, ("run_id", "node_id"), [
+            {"run_id": run_id, "node_id": node_id, **values}
+            for (run_id, node_id), values in updates.items()])
 
 
 # Plain slotted dataclasses: one is built per event, and frozen ones cost three times more.
@@ -106,14 +101,12 @@ class NodeInsert:
     """A new run_nodes row (every key of it)."""
 
     batch_group: ClassVar[type] = _NodeChanges
-    order: ClassVar[int] = 0
     row: dict[str, Any]
 
 
 @dataclass(slots=True)
 class NodeUpdate:
     batch_group: ClassVar[type] = _NodeChanges
-    order: ClassVar[int] = 0
     run_id: uuid.UUID
     node_id: str
     values: dict[str, Any]
