@@ -186,3 +186,10 @@ def test_gc_is_tuned_once_start_up_is_done(database_url: str, values: dict[str, 
     default, after, freeze_count = map(int, result.stdout.split())
     assert after == (gen0 if gen0 is not None else default)
     assert (freeze_count > 1000) is frozen
+
+
+def test_a_negative_gc_threshold_is_refused_with_the_setting_named() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="GC_GEN0_THRESHOLD"):
+        Settings(_env_file=None, GC_GEN0_THRESHOLD=-1)  # type: ignore[call-arg]
