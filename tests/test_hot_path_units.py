@@ -1,4 +1,4 @@
-"""The pieces the engine's hot path is built from: eager executor calls with a deadline, bulk
+"""The pieces the engine's hot path is built from: eager executor calls under shared deadlines, bulk
 ids, bulk inserts/updates (COPY and unnest on PostgreSQL, executemany on SQLite), and the
 folding of a batch's node changes into one row per node. Database tests run on both
 backends against real databases."""
@@ -21,20 +21,26 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.db.bulk import insert_many, update_many
 from app.core.ids import uuid7_batch
 from app.models import Run, RunNode, User
-from app.modules.execution.eager import run_with_deadline
+from app.modules.execution.eager import Deadlines
 from app.modules.execution.models import NodeInsert, NodeUpdate, RunUpdate
 
 NODES = cast(Table, RunNode.__table__)
 
 
-# --- run_with_deadline -------------------------------------------------------------------------
+# --- Deadlines ---------------------------------------------------------------------------------
+def run_with_deadline(awaitable: Any, timeout_s: float) -> Any:
+    return Deadlines().run(awaitable, timeout_s)
+
+
 async def test_a_coroutine_that_never_waits_returns_without_a_timer() -> None:
     async def instant() -> str:
         return "done"
 
     loop = asyncio.get_running_loop()
     timers_before = len(cast(Any, loop)._scheduled) if hasattr(loop, "_scheduled") else None
-    assert await run_with_deadline(instant(), 0.001) == "done"
+    deadlines = Deadlines()
+    assert await deadlines.run(instant(), 0.001) == "done"
+    assert deadlines._timer is None and not deadlines._heap
     if timers_before is not None:  # the stdlib loop exposes its timer heap
         assert len(cast(Any, loop)._scheduled) == timers_before
 
@@ -53,6 +59,7 @@ async def test_a_coroutine_that_waits_too_long_times_out_and_is_unwound() -> Non
     with pytest.raises(TimeoutError):
         await run_with_deadline(slow(), 0.05)
     assert unwound.is_set()
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 async def test_results_exceptions_and_values_sent_back_pass_through() -> None:
@@ -104,7 +111,82 @@ async def test_other_awaitables_take_the_plain_path() -> None:
         await run_with_deadline(never, 0.02)
 
 
-# --- uuid7_batch -------------------------------------------------------------------------------
+async def test_many_attempts_share_one_timer_and_each_meets_its_own_deadline() -> None:
+    """Attempts with different deadlines in one Deadlines: only the overdue ones time out,
+    each no earlier than its deadline, the others finish; one loop timer serves them all."""
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    outcomes: dict[str, tuple[str, float]] = {}
+
+    async def node(name: str, works_s: float, timeout_s: float) -> None:
+        async def work() -> str:
+            await asyncio.sleep(works_s)
+            return "ok"
+
+        began = loop.time()
+        try:
+            outcomes[name] = (await deadlines.run(work(), timeout_s), loop.time() - began)
+        except TimeoutError:
+            outcomes[name] = ("timeout", loop.time() - began)
+
+    tasks = [asyncio.create_task(node("slow-short", 5, 0.05)),
+             asyncio.create_task(node("slow-long", 5, 0.15)),
+             asyncio.create_task(node("quick", 0.01, 0.10)),
+             asyncio.create_task(node("patient", 0.08, 5))]
+    await asyncio.sleep(0)
+    assert deadlines.pending == 4
+    timers = {id(deadlines._timer)}
+    await asyncio.sleep(0.02)
+    timers.add(id(deadlines._timer))
+    await asyncio.gather(*tasks)
+    assert {name: result for name, (result, _) in outcomes.items()} == {
+        "slow-short": "timeout", "slow-long": "timeout", "quick": "ok", "patient": "ok"}
+    # The clock's resolution (1 ms on uvloop) may fire a timer that much early.
+    assert outcomes["slow-short"][1] >= 0.05 - 0.002
+    assert outcomes["slow-long"][1] >= 0.15 - 0.002
+    assert outcomes["slow-long"][1] < 1 and outcomes["slow-short"][1] < 1
+    assert len(timers) == 1  # later deadlines did not re-arm the timer
+    assert deadlines.pending == 0
+    deadlines.close()
+    assert deadlines._timer is None
+
+
+async def test_a_cancel_from_elsewhere_stays_a_cancel_even_past_the_deadline() -> None:
+    """As asyncio.timeout: when the task is also cancelled by someone else (the run being
+    cancelled), the CancelledError is not turned into a TimeoutError."""
+    deadlines = Deadlines()
+    entered = asyncio.Event()
+
+    async def stubborn() -> None:
+        await asyncio.sleep(0)
+        entered.set()
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.05)  # unwinding takes a while; then it gives up
+                raise
+
+    task = asyncio.create_task(deadlines.run(stubborn(), 0.02))
+    await entered.wait()
+    await asyncio.sleep(0.03)  # the deadline has fired; the node is unwinding
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_finished_attempts_do_not_pile_up_in_the_heap() -> None:
+    deadlines = Deadlines()
+
+    async def short() -> None:
+        await asyncio.sleep(0)
+
+    for _ in range(1000):
+        await deadlines.run(short(), 300)
+    assert deadlines.pending == 0
+    assert len(deadlines._heap) <= 64  # compacted while the finished outnumber the live
+
+
 def test_uuid7_batch_gives_distinct_well_formed_ids_that_grow_with_time() -> None:
     first = uuid7_batch(2000)
     time.sleep(0.002)

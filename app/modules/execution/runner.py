@@ -19,7 +19,7 @@ from app.core.bus import EventBus
 from app.core.db.base import utcnow
 from app.core.events import Event, EventTypes
 from app.modules.execution.config.model_defaults import resolve_model
-from app.modules.execution.eager import run_with_deadline
+from app.modules.execution.eager import Deadlines
 from app.modules.execution.executors.api import (
     AdapterInput,
     NodeExecutionContext,
@@ -90,6 +90,7 @@ class Runner:
         # Events published since the last hand-over to the bus (see _publish).
         self._outbox: list[Event] = []
         self._handover_scheduled = False
+        self._deadlines = Deadlines()  # every attempt's timeout, behind one timer
         # Each node's incoming edges, grouped once (scanning every edge for every node made a
         # run O(nodes × edges)), parents in their order in the flow's node list.
         incoming: dict[str, list[GraphEdge]] = {}
@@ -171,6 +172,8 @@ class Runner:
             logger.exception("run %s failed", plan.run_id)
             await self._record_fatal(exc)
             return RunStatus.FAILED
+        finally:
+            self._deadlines.close()
 
     async def _start(self) -> None:
         plan = self.plan
@@ -304,7 +307,7 @@ class Runner:
     async def _attempt(self, execute: Any, ctx: NodeExecutionContext,
                        timeout_s: float) -> NodeOutput:
         try:
-            output = await run_with_deadline(execute(ctx), timeout_s)
+            output = await self._deadlines.run(execute(ctx), timeout_s)
         except TimeoutError as exc:
             raise NodeFailure("timeout", f"the node took longer than {timeout_s:g} s",
                               transient=True) from exc
