@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus.state import apply_state_ops
 from app.core.db import create_engine, create_sessionmaker
-from app.core.db.bulk import insert_many, update_many
+from app.core.db.bulk import bulk_for
 from app.core.ids import uuid7_batch
 from app.models import Run, RunNode, User
 from app.modules.execution.eager import Deadlines
@@ -234,7 +234,7 @@ async def test_insert_many_fills_defaults_keeps_nulls_and_encodes_json(
     run_id = await _run(sessions)
     started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     async with sessions() as session, session.begin():
-        await insert_many(session, NODES, [
+        await (await bulk_for(session)).insert_many(NODES, [
             {"run_id": run_id, "node_id": "a", "node_type": "t", "status": "pending"},
             {"run_id": run_id, "node_id": "b", "node_type": "t", "status": "completed",
              "level": 2, "output": {"text": "hé", "data": {"n": [1, 2]}}, "started_at": started,
@@ -242,7 +242,7 @@ async def test_insert_many_fills_defaults_keeps_nulls_and_encodes_json(
             {"run_id": run_id, "node_id": "c", "node_type": "t", "status": "failed",
              "error": {"code": "x", "message": "y"}, "output": None},
         ])
-        await insert_many(session, NODES, [])
+        await (await bulk_for(session)).insert_many(NODES, [])
     nodes = await _nodes(sessions, run_id)
     assert (nodes["a"].level, nodes["a"].attempt, nodes["a"].tokens_input) == (0, 0, 0)
     assert nodes["a"].output is None and nodes["a"].started_at is None
@@ -256,11 +256,11 @@ async def test_update_many_sets_each_rows_own_columns_by_key(
     run_id, other_run = await _run(sessions), await _run(sessions)
     finished = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(microseconds=123)
     async with sessions() as session, session.begin():
-        await insert_many(session, NODES, [
+        await (await bulk_for(session)).insert_many(NODES, [
             {"run_id": r, "node_id": n, "node_type": "t", "status": "pending"}
             for r in (run_id, other_run) for n in ("a", "b", "c")])
     async with sessions() as session, session.begin():
-        await update_many(session, NODES, ("run_id", "node_id"), [
+        await (await bulk_for(session)).update_many(NODES, ("run_id", "node_id"), [
             {"run_id": run_id, "node_id": "a", "status": "completed",
              "output": {"text": "A"}, "finished_at": finished, "duration_ms": 5},
             {"run_id": run_id, "node_id": "b", "status": "running", "attempt": 2},
@@ -278,15 +278,45 @@ async def test_update_many_sets_each_rows_own_columns_by_key(
     assert {n.status for n in untouched.values()} == {"pending"}
 
 
+async def test_counters_add_per_row_and_return_the_new_values(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    users = cast(Table, User.__table__)
+    async with sessions() as session, session.begin():
+        ids = [(await session.execute(insert(User).values(
+            email=f"c{i}-{uuid.uuid4().hex[:6]}@example.com",
+            username=f"c{i}_{uuid.uuid4().hex[:6]}", password_hash="x").returning(User.id)))
+            .scalar_one() for i in range(3)]
+    async with sessions() as session, session.begin():
+        bulk = await bulk_for(session)
+        assert await bulk.add_to_counters(users, "last_event_seq", {ids[1]: 5}) == {ids[1]: 5}
+        # several rows in one call, given in any order; a missing row is left out
+        assert await bulk.add_to_counters(
+            users, "last_event_seq", {ids[2]: 1, ids[1]: 2, -1: 4, ids[0]: 3}) == {
+            ids[0]: 3, ids[1]: 7, ids[2]: 1}
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):  # rolled back with the transaction
+        async with sessions() as session, session.begin():
+            await (await bulk_for(session)).add_to_counters(users, "last_event_seq",
+                                                            {ids[0]: 100})
+            raise Abort
+    async with sessions() as session:
+        seqs = dict((await session.execute(
+            select(User.id, User.last_event_seq).where(User.id.in_(ids)))).all())
+    assert seqs == {ids[0]: 3, ids[1]: 7, ids[2]: 1}
+
+
 async def test_a_batch_of_node_changes_folds_into_one_row_per_node(
         sessions: async_sessionmaker[AsyncSession]) -> None:
     run_id = await _run(sessions)
     async with sessions() as session, session.begin():  # an earlier batch
-        await apply_state_ops(session, [NodeInsert({
+        await apply_state_ops(await bulk_for(session), [NodeInsert({
             "run_id": run_id, "node_id": "old", "node_type": "t", "status": "pending",
             "level": 0})])
     async with sessions() as session, session.begin():
-        await apply_state_ops(session, [
+        await apply_state_ops(await bulk_for(session), [
             NodeInsert({"run_id": run_id, "node_id": "new", "node_type": "t",
                         "status": "pending", "level": 1}),
             NodeUpdate(run_id, "old", {"status": "running", "attempt": 1}),
@@ -332,7 +362,7 @@ async def test_bulk_writes_roll_back_with_their_transaction(
     # transaction even as its first statements.
     run_id = await _run(sessions)
     async with sessions() as session, session.begin():
-        await insert_many(session, NODES, [
+        await (await bulk_for(session)).insert_many(NODES, [
             {"run_id": run_id, "node_id": "kept", "node_type": "t", "status": "pending"}])
 
     class Abort(Exception):
@@ -340,12 +370,12 @@ async def test_bulk_writes_roll_back_with_their_transaction(
 
     with pytest.raises(Abort):
         async with sessions() as session, session.begin():
-            await insert_many(session, NODES, [
+            await (await bulk_for(session)).insert_many(NODES, [
                 {"run_id": run_id, "node_id": "gone", "node_type": "t", "status": "pending"}])
             raise Abort
     with pytest.raises(Abort):
         async with sessions() as session, session.begin():
-            await update_many(session, NODES, ("run_id", "node_id"), [
+            await (await bulk_for(session)).update_many(NODES, ("run_id", "node_id"), [
                 {"run_id": run_id, "node_id": "kept", "status": "completed", "attempt": 9}])
             raise Abort
     nodes = await _nodes(sessions, run_id)

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from app.core.db.bulk import Bulk
 
 
 class StateOp(Protocol):
     """An op; its group (its class, or its `batch_group`) has `order` and
-    `apply_batch(session, ops)`."""
+    `apply_batch(bulk, ops)`."""
 
 
-async def apply_state_ops(session: AsyncSession, ops: list[StateOp]) -> None:
+async def apply_state_ops(bulk: Bulk, ops: list[StateOp]) -> None:
     by_group: dict[Any, list[StateOp]] = {}
     for op in ops:
         cls = type(op)
         by_group.setdefault(getattr(cls, "batch_group", cls), []).append(op)
     for group in sorted(by_group, key=lambda g: g.order):
-        await group.apply_batch(session, by_group[group])
+        await group.apply_batch(bulk, by_group[group])

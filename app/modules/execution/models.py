@@ -9,9 +9,8 @@ from enum import StrEnum
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db.bulk import insert_many, update_many
+from app.core.db.bulk import Bulk
 from app.models import Run, RunNode
 
 _NODES = cast(Table, RunNode.__table__)
@@ -74,8 +73,7 @@ class _NodeChanges:
     order: ClassVar[int] = 0
 
     @classmethod
-    async def apply_batch(cls, session: AsyncSession,
-                          ops: list[NodeInsert | NodeUpdate]) -> None:
+    async def apply_batch(cls, bulk: Bulk, ops: list[NodeInsert | NodeUpdate]) -> None:
         inserts: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
         updates: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
         for op in ops:
@@ -89,8 +87,8 @@ class _NodeChanges:
             else:
                 updates.setdefault(key, {}).update(op.values)
         # Core, not ORM, statements: the ORM's bulk paths cost more than the database here.
-        await insert_many(session, _NODES, list(inserts.values()))
-        await update_many(session, _NODES, ("run_id", "node_id"), [
+        await bulk.insert_many(_NODES, list(inserts.values()))
+        await bulk.update_many(_NODES, ("run_id", "node_id"), [
             {"run_id": run_id, "node_id": node_id, **values}
             for (run_id, node_id), values in updates.items()])
 
@@ -119,11 +117,11 @@ class RunUpdate:
     values: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    async def apply_batch(cls, session: AsyncSession, ops: list[RunUpdate]) -> None:
+    async def apply_batch(cls, bulk: Bulk, ops: list[RunUpdate]) -> None:
         merged: dict[uuid.UUID, dict[str, Any]] = {}
         for op in ops:
             merged.setdefault(op.run_id, {}).update(op.values)
         # One statement per set of columns, not one per run: a batch of the writer holds
         # the starts and ends of many runs.
-        await update_many(session, _RUNS, ("id",),
+        await bulk.update_many(_RUNS, ("id",),
                           [{"id": run_id, **values} for run_id, values in merged.items()])
