@@ -44,8 +44,10 @@ logger = logging.getLogger("cascade.runner")
 # Wait for the log after this many unconfirmed writes, or when the writer's queue is longer.
 _CONFIRM_EVERY = 2000
 _MAX_BACKLOG = 5000
-# Hand events over and let the loop turn after this many (see _publish).
+# Hand events over and let the loop turn after this many (see _queue).
 _YIELD_EVERY = 64
+# Plain strings for payloads and rows; `NodeStatus.X.value` is a Python-level property.
+_STATUS_VALUE = {status: status.value for status in NodeStatus}
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Runner:
         self._tokens = {"input": 0, "output": 0}
         self._run_id_text = str(plan.run_id)
         self._unconfirmed: list[asyncio.Future[None]] = []
-        # Events published since the last hand-over to the bus (see _publish).
+        # Events published since the last hand-over to the bus (see _queue).
         self._outbox: list[Event] = []
         self._handover_scheduled = False
         self._deadlines = Deadlines()  # every attempt's timeout, behind one timer
@@ -102,26 +104,40 @@ class Runner:
 
     # --- publishing --------------------------------------------------------------------------
     async def _publish(self, *events: Event) -> None:
+        if self._queue(*events):
+            await self._catch_up()
+
+    def _queue(self, *events: Event) -> bool:
         """Queue events for the log without waiting for their commit: the writer keeps their
         order, and a chain of nodes does not pay one commit per event. The run waits for
         every write before it ends (`_confirm`), and waits early when the writer falls
-        behind, so the backlog stays bounded.
+        behind, so the backlog stays bounded. Returns True when the caller must await
+        `_catch_up()` (the hot path calls this without a coroutine per event).
 
-        Events published in one turn of the event loop go to the bus as one write, handed
+        Events queued in one turn of the event loop go to the bus as one write, handed
         over at the start of the next turn — before the writer can run, so no later than one
         write per event would be — instead of paying a queue entry and a future each."""
         self._outbox.extend(events)
+        if (len(self._outbox) >= _YIELD_EVERY or len(self._unconfirmed) >= _CONFIRM_EVERY
+                or self._bus.backlog > _MAX_BACKLOG):
+            return True
+        if not self._handover_scheduled:
+            self._handover_scheduled = True
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        return False
+
+    async def _catch_up(self) -> None:
         if len(self._outbox) >= _YIELD_EVERY:
             # A run whose nodes finish without waiting would otherwise hold the loop until
             # its level ends, and the writer, which needs the loop between its round trips,
             # could not work on the log alongside it.
             self._hand_over()
             await asyncio.sleep(0)
-        elif not self._handover_scheduled:
-            self._handover_scheduled = True
-            asyncio.get_running_loop().call_soon(self._hand_over)
         if len(self._unconfirmed) >= _CONFIRM_EVERY or self._bus.backlog > _MAX_BACKLOG:
             await self._confirm()
+        elif self._outbox and not self._handover_scheduled:
+            self._handover_scheduled = True
+            asyncio.get_running_loop().call_soon(self._hand_over)
 
     def _hand_over(self) -> None:
         self._handover_scheduled = False
@@ -152,9 +168,9 @@ class Runner:
                     ) -> Event:
         check_transition(node_id, self._status[node_id], status)
         self._status[node_id] = status
-        return self._event(type_, {"node_id": node_id, "status": status.value, **payload},
-                           NodeUpdate(self.plan.run_id, node_id, {"status": status.value,
-                                                                  **values}))
+        value = _STATUS_VALUE[status]
+        return self._event(type_, {"node_id": node_id, "status": value, **payload},
+                           NodeUpdate(self.plan.run_id, node_id, {"status": value, **values}))
 
     # --- the run -----------------------------------------------------------------------------
     async def run(self) -> RunStatus:
@@ -276,10 +292,11 @@ class Runner:
         attempt = 0
         while True:
             attempt += 1
-            await self._publish(self._node_event(
-                node_id, NodeStatus.RUNNING,
-                {"attempt": attempt, "max_attempts": max_attempts, "model": model},
-                {"attempt": attempt, "model": model, "started_at": started_at}))
+            if self._queue(self._node_event(
+                    node_id, NodeStatus.RUNNING,
+                    {"attempt": attempt, "max_attempts": max_attempts, "model": model},
+                    {"attempt": attempt, "model": model, "started_at": started_at})):
+                await self._catch_up()
             ctx = NodeExecutionContext(
                 node_id=node_id, node_type=spec.type, run_id=self._run_id_text,
                 user_id=plan.user_id, config=plan.configs[node_id], inputs=inputs,
@@ -332,13 +349,14 @@ class Runner:
         self._outputs[node_id] = value
         duration_ms = int((self._clock() - began) * 1000)
         tokens = {"input": ctx.usage["input"], "output": ctx.usage["output"]}
-        await self._publish(self._node_event(
+        if self._queue(self._node_event(
             node_id, NodeStatus.COMPLETED,
             {"output": value, "duration_ms": duration_ms, "model": ctx.model, "tokens": tokens,
              "attempt": ctx.attempt},
             {"output": value, "duration_ms": duration_ms, "finished_at": utcnow(),
              "tokens_input": tokens["input"], "tokens_output": tokens["output"]},
-            type_=EventTypes.EXECUTION_NODE_COMPLETED))
+            type_=EventTypes.EXECUTION_NODE_COMPLETED)):
+            await self._catch_up()
 
     async def _fail(self, node_id: str, failure: NodeFailure, attempt: int,
                     began: float) -> None:
