@@ -542,3 +542,46 @@ async def test_admin_powers(client: httpx.AsyncClient, app: FastAPI) -> None:
     assert jwt.get_unverified_claims(r.json()["access_token"])["role"] == "admin"
     # An admin token is not a user session.
     assert_error(await client.get(ME, headers=admin), 403)
+
+
+async def test_starting_a_run_checks_the_caller_like_every_user_endpoint(
+    client: httpx.AsyncClient, app: FastAPI,
+) -> None:
+    """POST /execution/run proves its caller with a lighter query than the other user
+    endpoints (no ORM load); the answers must be the same: 401 without or with a bad token,
+    403 for an admin token, 401 once the account is deactivated or deleted."""
+    from sqlalchemy import update
+
+    from app.models import User
+
+    run = "/api/v1/execution/run"
+    body = {"nodes": [{"id": "p", "type": "initialPrompt", "data": {"prompt": "x"}},
+                      {"id": "o", "type": "textOutput", "data": {}}],
+            "edges": [{"source": "p", "target": "o"}]}
+    user = await sign_up_and_login(client)
+    r = await client.post(run, json=body, headers=user.headers)
+    assert r.status_code == 202, r.text
+    assert_error(await client.post(run, json=body), 401, "not_authenticated")
+    assert_error(await client.post(run, json=body, headers=bearer("garbage.token.here")), 401,
+                 "invalid_token")
+    # A refresh token is not an access token.
+    r = await login(client, user.username, user.password)
+    assert_error(await client.post(run, json=body,
+                                   headers=bearer(r.json()["refresh_token"])), 401)
+
+    assert (await client.post(CREATE, json=admin_body(),
+                              headers={"X-Bootstrap-Token": BOOTSTRAP})).status_code == 201
+    admin = bearer((await admin_login(client, admin_body())).json()["access_token"])
+    assert_error(await client.post(run, json=body, headers=admin), 403, "forbidden")
+
+    inactive = await sign_up_and_login(client)
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(update(User).where(User.id == inactive.id)
+                              .values(is_active=False))
+    assert_error(await client.post(run, json=body, headers=inactive.headers), 401,
+                 "invalid_token")
+
+    deleted = await sign_up_and_login(client)
+    assert (await client.delete(f"/api/v1/users/{deleted.id}", headers=admin)).status_code == 204
+    assert_error(await client.post(run, json=body, headers=deleted.headers), 401,
+                 "invalid_token")

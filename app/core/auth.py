@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import SessionDep, SettingsDep
@@ -33,14 +34,24 @@ class Principal:
         return self.admin is not None
 
 
-async def principal_from_token(
-    token: str, session: AsyncSession, settings: Settings
-) -> Principal:
+def _access_claims(token: str, settings: Settings) -> TokenClaims:
     try:
-        claims = decode_token(token, secret=settings.JWT_SECRET, expected_typ="access")
+        return decode_token(token, secret=settings.JWT_SECRET, expected_typ="access")
     except InvalidToken as exc:
         raise Unauthorized("invalid or expired access token", code="invalid_token",
                            headers=_CHALLENGE) from exc
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token", code="not_authenticated", headers=_CHALLENGE)
+    return credentials.credentials
+
+
+async def principal_from_token(
+    token: str, session: AsyncSession, settings: Settings
+) -> Principal:
+    claims = _access_claims(token, settings)
     if claims.role == "admin":
         admin = await session.get(BackofficeUser, claims.subject)
         if admin is None or not admin.is_active:
@@ -58,9 +69,7 @@ async def get_principal(
     request: Request, session: SessionDep, settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token", code="not_authenticated", headers=_CHALLENGE)
-    return await principal_from_token(credentials.credentials, session, settings)
+    return await principal_from_token(_bearer_token(credentials), session, settings)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -80,3 +89,39 @@ async def get_current_admin(principal: PrincipalDep) -> BackofficeUser:
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentAdmin = Annotated[BackofficeUser, Depends(get_current_admin)]
+
+
+# --- the caller's id, for the hottest endpoint ------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """A user account proven active in this request's transaction, without loading the ORM
+    object (for endpoints that need only the id: starting a run)."""
+
+    id: int
+
+
+_USERS = cast(Table, User.__table__)
+_ACTIVE_USER = select(_USERS.c.id).where(_USERS.c.id == bindparam("id"),
+                                         _USERS.c.is_active.is_(True),
+                                         _USERS.c.deleted_at.is_(None))
+
+
+async def get_current_user_ref(
+    session: SessionDep, settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> UserRef:
+    """get_current_user's checks and answers (401 / 403 alike), with one Core query instead
+    of an ORM load: on the run-start request the ORM's identity load was a tenth of the
+    server's CPU."""
+    token = _bearer_token(credentials)
+    claims = _access_claims(token, settings)
+    if claims.role == "admin":  # the full path: 401 for a dead admin account, else 403
+        await get_current_user(await principal_from_token(token, session, settings))
+    found = (await session.execute(_ACTIVE_USER, {"id": claims.subject})).first()
+    if found is None:
+        raise Unauthorized("account not found or inactive", code="invalid_token",
+                           headers=_CHALLENGE)
+    return UserRef(id=claims.subject)
+
+
+CurrentUserRef = Annotated[UserRef, Depends(get_current_user_ref)]

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.execution import RunAccepted, RunRequest
-from app.core.auth import CurrentUser
+from app.core.auth import CurrentUser, CurrentUserRef
 from app.models import Run, RunNode
 from app.modules.execution.manager import ExecutionManager
 
@@ -43,7 +43,7 @@ def node_state(node: RunNode) -> dict[str, Any]:
 
 
 @router.post("/run", response_model=RunAccepted, status_code=status.HTTP_202_ACCEPTED)
-async def start_run(body: RunRequest, user: CurrentUser, session: SessionDep,
+async def start_run(body: RunRequest, user: CurrentUserRef, session: SessionDep,
                     execution: Execution = manager(Execution)) -> RunAccepted:
     run = await execution.start(session, user, body)
     return RunAccepted(run_id=run.id, status=run.status)
