@@ -75,6 +75,17 @@ def backoff_delay(attempt: int, limits: RunnerLimits) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def as_failure(exc: Exception, timeout_s: float) -> NodeFailure:
+    """What an attempt that raised `exc` failed with (DESIGN.md §6: timeouts and the
+    provider's transient errors are retried)."""
+    if isinstance(exc, TimeoutError):
+        return NodeFailure("timeout", f"the node took longer than {timeout_s:g} s",
+                           transient=True)
+    if isinstance(exc, ProviderError):
+        return NodeFailure(exc.code, exc.message, transient=exc.transient)
+    return NodeFailure("executor_error", str(exc) or type(exc).__name__)
+
+
 class Runner:
     def __init__(self, plan: RunPlan, *, bus: EventBus, provider: TextProvider,
                  limits: RunnerLimits, clock: Callable[[], float] = time.monotonic) -> None:
@@ -200,15 +211,16 @@ class Runner:
             "node_ids": plan.node_ids,
         }, RunUpdate(plan.run_id, {"status": RunStatus.RUNNING.value, "started_at": utcnow()}))
         events = [started]
+        pending = _STATUS_VALUE[NodeStatus.PENDING]
         for node_id in plan.node_ids:
             check_transition(node_id, None, NodeStatus.PENDING)
             self._status[node_id] = NodeStatus.PENDING
             events.append(self._event(
                 EventTypes.EXECUTION_NODE_STATUS,
-                {"node_id": node_id, "status": NodeStatus.PENDING.value},
+                {"node_id": node_id, "status": pending},
                 NodeInsert({"run_id": plan.run_id, "node_id": node_id,
                             "node_type": plan.graph.nodes[node_id].type,
-                            "status": NodeStatus.PENDING.value, "level": levels[node_id]})))
+                            "status": pending, "level": levels[node_id]})))
         for node_id, output in plan.cached.items():
             self._outputs[node_id] = output
             events.append(self._node_event(node_id, NodeStatus.CACHED, {"output": output},
@@ -305,58 +317,49 @@ class Runner:
             if self._limits.stream:
                 ctx._stream_sink = push_delta
             try:
-                output = await self._attempt(spec.execute, ctx, timeout_s)
-            except NodeFailure as failure:
+                output: NodeOutput | NodeFailure = await self._deadlines.run(spec.execute(ctx),
+                                                                             timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                output = as_failure(exc, timeout_s)
+            else:
+                if not isinstance(output, NodeOutput):
+                    output = NodeFailure("executor_error", f"the executor returned "
+                                         f"{type(output).__name__}, not NodeOutput")
+            if isinstance(output, NodeFailure):
                 if stream is not None:
                     stream.reset()
                 self._count_tokens(ctx)
-                if failure.transient and attempt < max_attempts:
+                if output.transient and attempt < max_attempts:
                     await asyncio.sleep(backoff_delay(attempt, self._limits))
                     continue
-                await self._fail(node_id, failure, attempt, began)
+                await self._fail(node_id, output, attempt, began)
                 return
             if stream is not None:
                 await stream.flush()
             self._count_tokens(ctx)
-            await self._complete_node(node_id, output, ctx, began)
+            if self._queue(self._completed_event(node_id, output, ctx, began)):
+                await self._catch_up()
             return
-
-    async def _attempt(self, execute: Any, ctx: NodeExecutionContext,
-                       timeout_s: float) -> NodeOutput:
-        try:
-            output = await self._deadlines.run(execute(ctx), timeout_s)
-        except TimeoutError as exc:
-            raise NodeFailure("timeout", f"the node took longer than {timeout_s:g} s",
-                              transient=True) from exc
-        except ProviderError as exc:
-            raise NodeFailure(exc.code, exc.message, transient=exc.transient) from exc
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise NodeFailure("executor_error", str(exc) or type(exc).__name__) from exc
-        if not isinstance(output, NodeOutput):
-            raise NodeFailure("executor_error",
-                              f"the executor returned {type(output).__name__}, not NodeOutput")
-        return output
 
     def _count_tokens(self, ctx: NodeExecutionContext) -> None:
         self._tokens["input"] += ctx.usage["input"]
         self._tokens["output"] += ctx.usage["output"]
 
-    async def _complete_node(self, node_id: str, output: NodeOutput,
-                             ctx: NodeExecutionContext, began: float) -> None:
+    def _completed_event(self, node_id: str, output: NodeOutput, ctx: NodeExecutionContext,
+                         began: float) -> Event:
         value = output.model_dump(mode="json")
         self._outputs[node_id] = value
         duration_ms = int((self._clock() - began) * 1000)
         tokens = {"input": ctx.usage["input"], "output": ctx.usage["output"]}
-        if self._queue(self._node_event(
+        return self._node_event(
             node_id, NodeStatus.COMPLETED,
             {"output": value, "duration_ms": duration_ms, "model": ctx.model, "tokens": tokens,
              "attempt": ctx.attempt},
             {"output": value, "duration_ms": duration_ms, "finished_at": utcnow(),
              "tokens_input": tokens["input"], "tokens_output": tokens["output"]},
-            type_=EventTypes.EXECUTION_NODE_COMPLETED)):
-            await self._catch_up()
+            type_=EventTypes.EXECUTION_NODE_COMPLETED)
 
     async def _fail(self, node_id: str, failure: NodeFailure, attempt: int,
                     began: float) -> None:

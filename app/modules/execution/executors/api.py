@@ -41,7 +41,7 @@ class NodeOutput(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AdapterInput:
     """Data that arrived over an adapter edge (a persona, a scene)."""
 
@@ -51,7 +51,7 @@ class AdapterInput:
     text: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeInputs:
     """Upstream outputs by source node id, split by edge kind, in a stable order."""
 
@@ -66,7 +66,7 @@ async def _discard_delta(_delta: str) -> None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)  # one per node attempt: slots make it cheaper to build and read
 class NodeExecutionContext:
     """Everything an executor may use. `config` is the validated instance of its config model."""
 
