@@ -397,3 +397,25 @@ def test_json_codec_round_trips_and_falls_back_where_orjson_refuses() -> None:
     assert dumps({"when": datetime(2026, 1, 2, tzinfo=UTC)}).startswith('{"when":"2026-01-02')
     assert math.isnan(loads('{"x": NaN}')["x"])  # stdlib-only literal, still readable
     assert loads(b'[1, "a"]') == [1, "a"]
+
+
+# --- the benchmarks' in-memory log ---------------------------------------------------------------
+async def test_the_in_memory_log_numbers_events_like_the_real_one() -> None:
+    from app.core.bus.memory import InMemoryEventLog
+    from app.core.events import Event, EventTypes
+
+    log = InMemoryEventLog()
+    run_a, run_b = uuid.uuid4(), uuid.uuid4()
+    events = [Event(EventTypes.EXECUTION_STARTED, {}, user_id=1, run_id=run_a),
+              Event(EventTypes.EXECUTION_NODE_STREAM, {"delta": "x"}, user_id=1, run_id=run_a),
+              Event(EventTypes.EXECUTION_STARTED, {}, user_id=1, run_id=run_b),
+              Event(EventTypes.EXECUTION_NODE_STATUS, {}, user_id=2, run_id=run_a),
+              Event(EventTypes.PROJECT_CREATED, {}, user_id=1)]
+    await log(events[:3])
+    await log(events[3:])
+    assert [(e.user_seq, e.run_seq) for e in events] == [
+        (1, 1), (None, None), (2, 1), (1, 2), (3, None)]
+    assert events[1].id is None and events[1].created_at is None  # ephemeral: not logged
+    ids = [e.id for e in events if e.id is not None]
+    assert len(set(ids)) == 4 and all(i.version == 7 for i in ids)
+    assert log.count == 4

@@ -140,9 +140,12 @@ class EventBus:
         return handlers
 
     async def dispatch(self, events: Sequence[Event]) -> None:
-        registry = self._registry
+        registry, routes = self._registry, self._route_cache
         for event in events:
-            for handler in self.handlers_for(event.type):
+            handlers = routes.get(event.type)
+            if handlers is None:
+                handlers = self.handlers_for(event.type)
+            for handler in handlers:
                 try:
                     # A plain function returns None and costs no coroutine; anything else
                     # it returns (a coroutine, from an async function or an object with an
