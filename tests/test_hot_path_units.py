@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.bus.state import apply_state_ops
 from app.core.db import create_engine, create_sessionmaker
 from app.core.db.bulk import bulk_for
+from app.core.events import Event
 from app.core.ids import uuid7_batch
 from app.models import Run, RunNode, User
 from app.modules.execution.eager import Deadlines
-from app.modules.execution.models import NodeInsert, NodeUpdate, RunUpdate
+from app.modules.execution.models import NodeInsert, NodeUpdate, RunStatus, RunUpdate
 
 NODES = cast(Table, RunNode.__table__)
 
@@ -419,3 +420,50 @@ async def test_the_in_memory_log_numbers_events_like_the_real_one() -> None:
     ids = [e.id for e in events if e.id is not None]
     assert len(set(ids)) == 4 and all(i.version == 7 for i in ids)
     assert log.count == 4
+
+
+# --- the runner's bounded backlog --------------------------------------------------------------
+async def test_a_run_waits_for_a_slow_log_instead_of_queueing_without_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes that never wait produce events far faster than a slow log writes them; the run
+    must wait for the log once the writer's queue passes _MAX_BACKLOG, not pile up writes."""
+    from app.core.bus import EventBus
+    from app.core.di import Registry
+    from app.core.di.discovery import discover_executors
+    from app.modules.execution import runner as runner_module
+    from app.modules.execution.graph import parse_graph, validate_graph
+    from app.modules.execution.plan import build_plan
+    from app.modules.execution.providers.echo import EchoProvider
+
+    monkeypatch.setattr(runner_module, "_MAX_BACKLOG", 3)
+    monkeypatch.setattr(runner_module, "_YIELD_EVERY", 4)
+    backlog_seen: list[int] = []
+    written: list[Event] = []
+    bus: EventBus
+
+    async def slow_log(events: list[Event]) -> None:
+        backlog_seen.append(bus.backlog)
+        await asyncio.sleep(0.002)
+        written.extend(events)
+
+    bus = EventBus(cast(Any, None), Registry(), batch_max=2, persist=slow_log)
+    specs = discover_executors(include_plugins=False)
+    flow = {"nodes": [{"id": f"n{i}", "type": "textOutput", "data": {}} for i in range(60)],
+            "edges": [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(59)]}
+    assert not validate_graph(flow, registry=specs, max_nodes=1000, max_edges=1000,
+                              max_bytes=1 << 20)
+    plan = build_plan(run_id=uuid.uuid4(), user_id=1, project_id=None, flow_id=None,
+                      provider_id="echo", graph=parse_graph(flow), registry=specs,
+                      trigger_node_id=None, available_outputs={})
+    bus.start()
+    try:
+        status = await runner_module.Runner(plan, bus=bus, provider=EchoProvider(),
+                                            limits=runner_module.RunnerLimits()).run()
+    finally:
+        await bus.stop()
+    assert status == RunStatus.SUCCEEDED
+    assert len(written) == 2 + 60 * 3  # started, completed; pending, running, completed each
+    # Without the bound the whole run would sit in the queue (dozens of writes); with it the
+    # writer never sees more than the bound plus the write that crossed it, and a few more
+    # that were handed over in the same loop turn.
+    assert max(backlog_seen) <= 3 + 4

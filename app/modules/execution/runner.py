@@ -28,6 +28,7 @@ from app.modules.execution.executors.api import (
 )
 from app.modules.execution.graph import GraphEdge
 from app.modules.execution.models import (
+    NODE_TRANSITIONS,
     NodeInsert,
     NodeStatus,
     NodeUpdate,
@@ -103,6 +104,7 @@ class Runner:
         # Events published since the last hand-over to the bus (see _queue).
         self._outbox: list[Event] = []
         self._handover_scheduled = False
+        self._behind = False  # the writer is behind: wait for the log (see _hand_over)
         self._deadlines = Deadlines()  # every attempt's timeout, behind one timer
         # Each node's incoming edges, grouped once (scanning every edge for every node made a
         # run O(nodes × edges)), parents in their order in the flow's node list.
@@ -129,8 +131,7 @@ class Runner:
         over at the start of the next turn — before the writer can run, so no later than one
         write per event would be — instead of paying a queue entry and a future each."""
         self._outbox.extend(events)
-        if (len(self._outbox) >= _YIELD_EVERY or len(self._unconfirmed) >= _CONFIRM_EVERY
-                or self._bus.backlog > _MAX_BACKLOG):
+        if len(self._outbox) >= _YIELD_EVERY or self._behind:
             return True
         if not self._handover_scheduled:
             self._handover_scheduled = True
@@ -144,7 +145,7 @@ class Runner:
             # could not work on the log alongside it.
             self._hand_over()
             await asyncio.sleep(0)
-        if len(self._unconfirmed) >= _CONFIRM_EVERY or self._bus.backlog > _MAX_BACKLOG:
+        if self._behind:
             await self._confirm()
         elif self._outbox and not self._handover_scheduled:
             self._handover_scheduled = True
@@ -161,10 +162,15 @@ class Runner:
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             self._unconfirmed.append(failed)
+        # The backlog grows only here (and shrinks as the writer works): looked at once per
+        # hand-over instead of once per event.
+        self._behind = (len(self._unconfirmed) >= _CONFIRM_EVERY
+                        or self._bus.backlog > _MAX_BACKLOG)
 
     async def _confirm(self) -> None:
         self._hand_over()
         pending, self._unconfirmed = self._unconfirmed, []
+        self._behind = False
         if pending:
             # Shielded: a cancelled run still waits for what it already wrote.
             await asyncio.shield(asyncio.gather(*pending))
@@ -177,7 +183,8 @@ class Runner:
     def _node_event(self, node_id: str, status: NodeStatus, payload: dict[str, Any],
                     values: dict[str, Any], *, type_: str = EventTypes.EXECUTION_NODE_STATUS,
                     ) -> Event:
-        check_transition(node_id, self._status[node_id], status)
+        if self._status[node_id] not in NODE_TRANSITIONS[status]:
+            check_transition(node_id, self._status[node_id], status)  # raises, naming both
         self._status[node_id] = status
         value = _STATUS_VALUE[status]
         return self._event(type_, {"node_id": node_id, "status": value, **payload},
