@@ -8,7 +8,12 @@
 (c) the same Runner with the real event log on SQLite and on PostgreSQL (run and node rows
     change in the same transactions, as in production);
 (d) when `langgraph` is installed, the same shapes as a compiled `StateGraph` of no-op nodes
-    (joins with `add_edge([parents], node)`).
+    (joins with `add_edge([parents], node)`);
+(e) the events floor: only what the contract asks for each node, built in a plain loop — the
+    `pending`, `running` and `completed` events with their state ops, the executor's output
+    (`NodeOutput()`, as the no-op returns it) dumped for the log, numbered by the same
+    in-memory sink as (b) — with nothing scheduled, awaited or dispatched. No target uses it;
+    it shows how much of (b) the contract's per-node work costs by itself.
 
 Only `runner.run()` (or `ainvoke`) is timed: building the plan (validation already done) and
 compiling the LangGraph graph are set-up. Modes are interleaved run by run, so drift in the
@@ -25,12 +30,14 @@ from typing import Any, cast
 
 from app.core.bus import EventBus
 from app.core.bus.memory import InMemoryEventLog
+from app.core.db.base import utcnow
 from app.core.di import Registry
 from app.core.di.discovery import discover_managers_and_handlers
+from app.core.events import Event, EventTypes
 from app.core.ws import ConnectionManager
-from app.modules.execution.executors.api import ExecutorSpec
+from app.modules.execution.executors.api import ExecutorSpec, NodeOutput
 from app.modules.execution.graph import Graph, parse_graph, validate_graph
-from app.modules.execution.models import RunStatus
+from app.modules.execution.models import NodeInsert, NodeUpdate, RunStatus, RunUpdate
 from app.modules.execution.plan import build_plan
 from app.modules.execution.providers.echo import EchoProvider
 from app.modules.execution.runner import Runner, RunnerLimits
@@ -105,6 +112,41 @@ class CascadeMode:
         return await timed(go)
 
 
+async def events_floor_run(node_ids: list[str]) -> float:
+    run_id = uuid.uuid4()
+
+    async def go() -> None:
+        def event(type_: str, payload: dict[str, Any], *state: Any) -> Event:
+            return Event(type_, payload, user_id=1, run_id=run_id, state=list(state))
+
+        status = EventTypes.EXECUTION_NODE_STATUS
+        events = [event(EventTypes.EXECUTION_STARTED, {"node_ids": node_ids},
+                        RunUpdate(run_id, {"status": "running", "started_at": utcnow()}))]
+        for node_id in node_ids:
+            events.append(event(status, {"node_id": node_id, "status": "pending"}, NodeInsert(
+                {"run_id": run_id, "node_id": node_id, "node_type": "noop",
+                 "status": "pending", "level": 0})))
+        for node_id in node_ids:
+            events.append(event(status, {"node_id": node_id, "status": "running",
+                                         "attempt": 1, "max_attempts": 3, "model": "m"},
+                                NodeUpdate(run_id, node_id, {"status": "running", "attempt": 1,
+                                                             "model": "m",
+                                                             "started_at": utcnow()})))
+            output = NodeOutput().model_dump(mode="json")
+            tokens = {"input": 0, "output": 0}
+            events.append(event(EventTypes.EXECUTION_NODE_COMPLETED, {
+                "node_id": node_id, "status": "completed", "output": output, "duration_ms": 0,
+                "model": "m", "tokens": tokens, "attempt": 1},
+                NodeUpdate(run_id, node_id, {"status": "completed", "output": output,
+                                             "duration_ms": 0, "finished_at": utcnow(),
+                                             "tokens_input": 0, "tokens_output": 0})))
+        events.append(event(EventTypes.EXECUTION_COMPLETED, {"status": "succeeded"},
+                            RunUpdate(run_id, {"status": "succeeded"})))
+        await InMemoryEventLog()(events)
+
+    return await timed(go)
+
+
 async def floor_run(levels: list[list[str]]) -> float:
     async def nop() -> None:
         return None
@@ -164,7 +206,7 @@ class ShapeTimes:
         return median(values) / self.shape.size * 1e6 if values else None
 
 
-MODES = ("a", "b", "c_sqlite", "c_pg", "d")
+MODES = ("a", "b", "c_sqlite", "c_pg", "d", "e")
 
 
 async def measure(options: Options, dbs: Databases) -> Section:
@@ -209,7 +251,8 @@ async def _measure_shape(options: Options, shape: Shape, specs: Mapping[str, Exe
     graph = parse_valid(shape, specs)
     levels = shape.levels()
     app = langgraph_app(shape) if options.langgraph else None
-    runs: dict[str, Callable[[], Awaitable[float]]] = {"a": lambda: floor_run(levels)}
+    runs: dict[str, Callable[[], Awaitable[float]]] = {
+        "a": lambda: floor_run(levels), "e": lambda: events_floor_run(list(shape.nodes))}
     for key, mode in modes.items():
         runs[key] = (lambda m: lambda: m.run(graph))(mode)
     if app is not None:
@@ -234,6 +277,7 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
     section.headers += ["b/a", "c/a SQLite", "c/a PostgreSQL"]
     if has_d:
         section.headers += ["d/b", "c PostgreSQL / d"]
+    section.headers += ["(e) events floor µs/node", "b/e"]
     all_b_ok: list[bool] = []
     all_c_ok: list[bool] = []
     for r in results:
@@ -246,6 +290,8 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
         row += [fmt(ratio(b, a)), fmt(ratio(cs, a)), fmt(ratio(cp, a))]
         if has_d:
             row += [fmt(ratio(d, b), 2), fmt(ratio(cp, d), 2)]
+        e = r.us_per_node("e")
+        row += [fmt(e), fmt(ratio(b, e))]
         section.rows.append(row)
         ba = ratio(b, a)
         all_b_ok.append(ba is not None and ba <= 3)
@@ -266,6 +312,11 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
         "`execution.completed`.",
         "(c) waits for every event to be committed before the run returns (the runner's "
         "`_confirm`), so it includes the whole log write.",
+        "(e) builds, in a plain loop, only the per-node events the contract asks for (DESIGN.md "
+        "§5–§6: `pending`, `running`, `completed` with their state ops and the dumped output) "
+        "and numbers them with (b)'s in-memory sink; nothing is scheduled or dispatched. No "
+        "target uses it: it is the part of (b) that no runner design can skip (compare it "
+        "with 3 × (a)).",
         "The process's garbage collector is tuned as the app tunes its own after start-up "
         "(`GC_FREEZE_AFTER_STARTUP`, `GC_GEN0_THRESHOLD` defaults) for every mode, the "
         "floor included.",
