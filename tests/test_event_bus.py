@@ -388,3 +388,41 @@ async def test_every_kind_of_subscriber_is_called_and_awaited(
     await bus.emit_many([node_status(account.id, "kinds", i) for i in range(3)])
     assert seen == {"sync": [0, 1, 2], "async": [0, 1, 2], "object": [0, 1, 2],
                     "partial": [0, 1, 2]}
+
+
+async def test_the_writer_recovers_when_the_database_drops_its_connections(
+        app: FastAPI, client: httpx.AsyncClient, backend: str) -> None:
+    """PostgreSQL restarts or an admin kills sessions: the writer's pooled connection dies
+    under it. The write that hit it fails (its emitter hears so); the dead connection must not
+    be handed out again, so the next writes succeed, gapless."""
+    if backend != "postgres":
+        pytest.skip("terminating server sessions is a PostgreSQL operation")
+    import asyncpg
+
+    account = await sign_up_and_login(client)
+    bus = bus_of(app)
+    first = await bus.emit(node_status(account.id, "before", 0))
+    # From outside the app's pool: end every other session on the app's database.
+    admin = await asyncpg.connect(app.state.settings.DATABASE_URL.replace(
+        "postgresql+asyncpg://", "postgresql://"))
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await admin.close()
+    assert killed >= 1  # at least the writer's connection
+    # Every pooled connection is dead now; each is found out (and dropped) once at most.
+    outcomes = []
+    for attempt in range(app.state.settings.DB_POOL_SIZE + 2):
+        try:
+            event = await bus.emit(node_status(account.id, "after", attempt))
+        except RuntimeError:
+            outcomes.append("failed")
+            continue
+        outcomes.append("ok")
+        break
+    assert outcomes[-1] == "ok", outcomes
+    assert event.user_seq == first.user_seq + 1  # failed writes kept no numbers
+    again = await bus.emit(node_status(account.id, "again", 0))
+    assert again.user_seq == event.user_seq + 1

@@ -277,8 +277,15 @@ class EventBus:
             async with engine.connect() as connection:
                 raw = await connection.get_raw_connection()
                 driver = raw.driver_connection
-                async with driver.transaction():
-                    await write_events(PostgresBulk(driver), events)
+                try:
+                    async with driver.transaction():
+                        await write_events(PostgresBulk(driver), events)
+                except BaseException:
+                    if driver.is_closed():
+                        # SQLAlchemy never saw the failure, so it would hand the dead
+                        # connection out again: drop it from the pool.
+                        await connection.invalidate()
+                    raise
             return
         async with self._sessionmaker() as session, session.begin():
             await write_events(await bulk_for(session), events)
