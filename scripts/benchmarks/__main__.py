@@ -53,7 +53,7 @@ def parse_args(argv: list[str]) -> Options:
         ["python", "-m", "scripts.benchmarks", *argv])
     return Options(quick=args.quick, only=only, out=args.out, pg_url=args.pg_url,
                    profile_dir=args.profile, langgraph=not args.no_langgraph,
-                   repeats=1 if args.quick else 5,
+                   repeats=1 if args.quick else 7,
                    heavy_repeats=1 if args.quick else 3, warmup=not args.quick,
                    command=command)
 

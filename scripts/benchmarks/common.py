@@ -39,7 +39,7 @@ class Options:
     pg_url: str = DEFAULT_PG_URL
     profile_dir: Path | None = None
     langgraph: bool = True
-    repeats: int = 5  # light parts
+    repeats: int = 7  # light parts (engine, parallelism, event log)
     heavy_repeats: int = 3  # HTTP and tunnels
     warmup: bool = True  # one unmeasured run first (off in quick mode)
     command: str = "scripts/bench"
