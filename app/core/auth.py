@@ -48,6 +48,11 @@ def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
+def _account_gone() -> Unauthorized:
+    return Unauthorized("account not found or inactive", code="invalid_token",
+                        headers=_CHALLENGE)
+
+
 async def principal_from_token(
     token: str, session: AsyncSession, settings: Settings
 ) -> Principal:
@@ -55,13 +60,11 @@ async def principal_from_token(
     if claims.role == "admin":
         admin = await session.get(BackofficeUser, claims.subject)
         if admin is None or not admin.is_active:
-            raise Unauthorized("account not found or inactive", code="invalid_token",
-                               headers=_CHALLENGE)
+            raise _account_gone()
         return Principal(claims=claims, admin=admin)
     user = await session.get(User, claims.subject)
     if user is None or not user.is_active or user.deleted_at is not None:
-        raise Unauthorized("account not found or inactive", code="invalid_token",
-                           headers=_CHALLENGE)
+        raise _account_gone()
     return Principal(claims=claims, user=user)
 
 
@@ -119,8 +122,7 @@ async def get_current_user_ref(
         await get_current_user(await principal_from_token(token, session, settings))
     found = (await session.execute(_ACTIVE_USER, {"id": claims.subject})).first()
     if found is None:
-        raise Unauthorized("account not found or inactive", code="invalid_token",
-                           headers=_CHALLENGE)
+        raise _account_gone()
     return UserRef(id=claims.subject)
 
 

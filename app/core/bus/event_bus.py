@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus.log import forget_numbers, write_events
-from app.core.db.bulk import PostgresBulk, bulk_for
+from app.core.db.bulk import bulk_for, bulk_transaction
 from app.core.di.registry import Registry
 from app.core.events import Event, EventTypes, Handler, matches
 
@@ -270,25 +270,8 @@ class EventBus:
         if self._persist_override is not None:
             await self._persist_override(events)
             return
-        engine = self._sessionmaker.kw["bind"]
-        if engine.dialect.name == "postgresql":
-            # The batch's own transaction on the bare asyncpg connection: no ORM session
-            # and no greenlet hop per statement (2.5 → 1 ms of CPU for a 20-event batch).
-            async with engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver = raw.driver_connection
-                try:
-                    async with driver.transaction():
-                        await write_events(PostgresBulk(driver), events)
-                except BaseException:
-                    if driver.is_closed():
-                        # SQLAlchemy never saw the failure, so it would hand the dead
-                        # connection out again: drop it from the pool.
-                        await connection.invalidate()
-                    raise
-            return
-        async with self._sessionmaker() as session, session.begin():
-            await write_events(await bulk_for(session), events)
+        async with bulk_transaction(self._sessionmaker) as bulk:
+            await write_events(bulk, events)
 
     async def _finish(self, batch: list[_Write]) -> None:
         await self.dispatch([event for write in batch for event in write.events])

@@ -126,7 +126,7 @@ class Deadlines:
         heap = self._heap
         while heap and (heap[0][0] <= now or heap[0][2].done):
             attempt = heapq.heappop(heap)[2]
-            if not attempt.done and not attempt.expired:
+            if not attempt.done:  # each attempt is in the heap once
                 attempt.expired = True
                 attempt.task.cancel()
         if heap:

@@ -124,4 +124,4 @@ class RunUpdate:
         # One statement per set of columns, not one per run: a batch of the writer holds
         # the starts and ends of many runs.
         await bulk.update_many(_RUNS, ("id",),
-                          [{"id": run_id, **values} for run_id, values in merged.items()])
+                               [{"id": run_id, **values} for run_id, values in merged.items()])
