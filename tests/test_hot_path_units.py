@@ -20,7 +20,7 @@ from app.core.bus.state import apply_state_ops
 from app.core.db import create_engine, create_sessionmaker
 from app.core.db.bulk import bulk_for
 from app.core.events import Event
-from app.core.ids import uuid7_batch
+from app.core.ids import uuid4, uuid7_batch
 from app.models import Run, RunNode, User
 from app.modules.execution.eager import Deadlines
 from app.modules.execution.models import NodeInsert, NodeUpdate, RunStatus, RunUpdate
@@ -200,6 +200,23 @@ def test_uuid7_batch_gives_distinct_well_formed_ids_that_grow_with_time() -> Non
     milliseconds = first[0].int >> 80
     assert abs(milliseconds - time.time() * 1000) < 60_000
     assert uuid7_batch(0) == []
+
+
+def test_ids_are_interchangeable_with_uuid_uuid() -> None:
+    """The ids are asyncpg's UUID (cheaper to build, print and COPY): everything the app
+    does with a uuid.UUID must work the same on them."""
+    ids = [uuid4() for _ in range(500)]
+    assert len(set(ids)) == 500
+    for value in ids[:50]:
+        plain = uuid.UUID(str(value))
+        assert isinstance(value, uuid.UUID) and value.version == 4
+        assert value.variant == uuid.RFC_4122
+        assert value == plain and plain == value and hash(value) == hash(plain)
+        assert {plain: 1}[value] == 1 and value.int == plain.int and value.hex == plain.hex
+        assert str(value) == str(plain) and not value < plain and not value > plain
+    event_id = uuid7_batch(1)[0]
+    neighbours = [uuid.UUID(int=event_id.int + 1), uuid.UUID(int=event_id.int - 1)]
+    assert sorted([event_id, *neighbours])[1] == event_id
 
 
 # --- bulk writes on both databases -------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy import Table, and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1.schemas.execution import RunRequest
+from app.core import ids
 from app.core.bus import EventBus
 from app.core.config import PROVIDER_IDS, Settings
 from app.core.db.base import utcnow
@@ -178,7 +179,7 @@ class ExecutionManager:
         provider_id = (request.provider_id or (flow.provider_id if flow else None)
                        or self._settings.DEFAULT_PROVIDER)
         graph = self._validate(raw_graph, provider_id, request)
-        run_id = uuid.uuid4()
+        run_id = ids.uuid4()
         available = dict(request.cached_outputs or {})
         if request.trigger_node_id is not None and flow is not None:
             stored = await self.latest_outputs(session, flow.id, user.id)
