@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus.state import apply_state_ops
 from app.core.db import create_engine, create_sessionmaker
-from app.core.db.bulk import bulk_for
+from app.core.db.bulk import _copy_plan, bulk_for
 from app.core.events import Event
 from app.core.ids import uuid4, uuid7_batch
-from app.models import Run, RunNode, User
+from app.models import EventLog, Run, RunNode, User
 from app.modules.execution.eager import Deadlines
 from app.modules.execution.models import NodeInsert, NodeUpdate, RunStatus, RunUpdate
 
@@ -294,6 +294,50 @@ async def test_update_many_sets_each_rows_own_columns_by_key(
     assert "missing" not in nodes
     untouched = await _nodes(sessions, other_run)
     assert {n.status for n in untouched.values()} == {"pending"}
+
+
+def test_copy_records_take_column_order_and_refuse_a_missing_computed_default() -> None:
+    plan = _copy_plan(cast(Table, EventLog.__table__))
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    full = {"created_at": when, "id": uuid.UUID(int=1), "event_name": "x",
+            "payload": {"a": [1]}, "user_id": 3, "project_id": None, "run_id": None,
+            "run_seq": None, "user_seq": 9, "session_id": "s"}
+    assert plan.records([full]) == [[uuid.UUID(int=1), "x", '{"a":[1]}', 3, None, None, None,
+                                     9, "s", when]]
+    partial = {k: v for k, v in full.items() if k not in ("project_id", "session_id")}
+    assert plan.records([partial])[0][4] is None and plan.records([partial])[0][8] is None
+    with pytest.raises(ValueError, match=r"event_logs\.created_at has no scalar default"):
+        plan.records([{k: v for k, v in partial.items() if k not in ("id", "created_at")}])
+
+
+async def test_update_many_round_trips_every_kind_of_value(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """PostgreSQL sends a group's rows as one JSON document: text that JSON escapes, JSON
+    columns holding a string, a null or nested nulls, NULL over a value, microseconds and
+    rows whose keys come in another order must all land as they were given."""
+    run_id = await _run(sessions)
+    tricky = 'quote " back\\slash \\n not a newline\nnewline\ttab é 🎉 \u2028'
+    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with sessions() as session, session.begin():
+        await (await bulk_for(session)).insert_many(NODES, [
+            {"run_id": run_id, "node_id": n, "node_type": "t", "status": "pending",
+             "output": {"old": True}, "model": "old"} for n in ("a", "b", "c")])
+    async with sessions() as session, session.begin():
+        await (await bulk_for(session)).update_many(NODES, ("run_id", "node_id"), [
+            {"run_id": run_id, "node_id": "a", "output": tricky, "model": tricky,
+             "started_at": started},
+            {"node_id": "b", "started_at": started, "model": None, "run_id": run_id,
+             "output": {"text": None, "data": {"list": [None, 1.5, tricky]}}},
+            {"run_id": run_id, "node_id": "c", "output": None, "skipped_because": tricky,
+             "tokens_input": 2**31 - 1},
+        ])
+    nodes = await _nodes(sessions, run_id)
+    assert (nodes["a"].output, nodes["a"].model, nodes["a"].started_at) == (
+        tricky, tricky, started)
+    assert (nodes["b"].output, nodes["b"].model, nodes["b"].started_at) == (
+        {"text": None, "data": {"list": [None, 1.5, tricky]}}, None, started)
+    assert (nodes["c"].output, nodes["c"].skipped_because, nodes["c"].tokens_input,
+            nodes["c"].model) == (None, tricky, 2**31 - 1, "old")
 
 
 async def test_counters_add_per_row_and_return_the_new_values(

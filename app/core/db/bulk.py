@@ -1,4 +1,4 @@
-"""Writing many rows at once: COPY and unnest on PostgreSQL, executemany elsewhere.
+"""Writing many rows at once: COPY and JSON recordsets on PostgreSQL, executemany elsewhere.
 
 The event log writer inserts hundreds of rows per transaction. Through SQLAlchemy's
 executemany every row pays for bind processing and asyncpg sends one Bind/Execute per row;
@@ -16,7 +16,8 @@ runs SQLAlchemy statements in a session (SQLite).
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Mapping, Sequence
+import operator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -98,8 +99,8 @@ async def driver_connection(session: AsyncSession) -> Any:
 
 # --- PostgreSQL: an asyncpg connection --------------------------------------------------------
 class PostgresBulk:
-    """COPY for inserts, `UPDATE … FROM unnest(…)` for updates, statements asyncpg keeps
-    prepared; the SQL for each table and column set is built once."""
+    """COPY for inserts, `UPDATE … FROM json_to_recordset(…)` for updates, statements
+    asyncpg keeps prepared; the SQL for each table and column set is built once."""
 
     def __init__(self, driver: Any) -> None:
         if not driver.is_in_transaction():
@@ -115,17 +116,12 @@ class PostgresBulk:
     async def update_many(self, table: Table, keys: Sequence[str],
                           rows: Sequence[Row]) -> None:
         # The rows that set the same columns go as one statement (one index lookup per row
-        # instead of one statement per row).
-        json_columns = _copy_plan(table).json_columns
+        # instead of one statement per row), their values as one JSON document: asyncpg
+        # encodes an array parameter element by element, with two ABC isinstance checks per
+        # element, which made the eleven arrays of a batch's node updates a quarter of the
+        # log writer's CPU (1,000 node updates: 11.7 -> 5.5 ms of Python, 26 -> 24 ms wall).
         for columns, same in _by_columns(keys, rows).items():
-            names = [*keys, *columns]
-            arrays = []
-            for name in names:
-                values = [row[name] for row in same]
-                if name in json_columns:
-                    values = [None if v is None else dumps(v) for v in values]
-                arrays.append(values)
-            await self.driver.execute(_update_sql(table, tuple(keys), columns), *arrays)
+            await self.driver.execute(_update_sql(table, tuple(keys), columns), dumps(same))
 
     async def add_to_counters(self, table: Table, column: str,
                               counts: Mapping[Any, int]) -> dict[Any, int]:
@@ -146,11 +142,11 @@ def _pg_type(table: Table, name: str) -> str:
 
 @functools.cache  # a handful per table: one per key set and set of columns
 def _update_sql(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> str:
-    names = [*keys, *columns]
-    casts = ", ".join(f"${i}::{_pg_type(table, name)}[]" for i, name in enumerate(names, 1))
+    """UPDATE from `$1`, a JSON array of objects holding the keys and the columns."""
+    record = ", ".join(f'"{name}" {_pg_type(table, name)}' for name in (*keys, *columns))
     return (f'UPDATE "{table.name}" AS t SET '
             + ", ".join(f'"{c}" = v."{c}"' for c in columns)
-            + f" FROM unnest({casts}) AS v(" + ", ".join(f'"{n}"' for n in names) + ") WHERE "
+            + f" FROM json_to_recordset($1::json) AS v({record}) WHERE "
             + " AND ".join(f't."{k}" = v."{k}"' for k in keys))
 
 
@@ -180,28 +176,39 @@ class _CopyPlan:
         self.table = table
         self.columns = [c.name for c in table.columns]
         self.defaults = {c.name: _scalar_default(c) for c in table.columns}
+        self.required = frozenset(name for name, default in self.defaults.items()
+                                  if default is _REQUIRED)
         self.json_positions = [i for i, c in enumerate(table.columns)
                                if isinstance(c.type, JSON)]
-        self.json_columns = frozenset(self.columns[i] for i in self.json_positions)
+        # Picks a row's values in column order in one C call (a comprehension of lookups
+        # cost twice as much per row).
+        self.values_of: Callable[[Row], tuple[Any, ...]] = (
+            operator.itemgetter(*self.columns) if len(self.columns) > 1
+            else _one_value(self.columns[0]))
 
     def records(self, rows: Sequence[Row]) -> list[list[Any]]:
-        columns, defaults, json_positions = self.columns, self.defaults, self.json_positions
-        complete = len(columns)
+        complete, defaults, required = len(self.columns), self.defaults, self.required
+        values_of, json_positions = self.values_of, self.json_positions
         out = []
         for row in rows:
             if len(row) == complete:  # every column given (the event log's rows)
-                record = [row[name] for name in columns]
+                record = list(values_of(row))
             else:
-                record = [row.get(name, defaults[name]) for name in columns]
-                if _REQUIRED in record:
-                    missing = columns[record.index(_REQUIRED)]
+                if not required <= row.keys():
+                    missing = sorted(required - row.keys())[0]
                     raise ValueError(f"{self.table.name}.{missing} has no scalar default; "
                                      "give it in every row")
+                record = list(values_of({**defaults, **row}))
             for i in json_positions:
                 if record[i] is not None:
                     record[i] = dumps(record[i])
             out.append(record)
         return out
+
+
+def _one_value(name: str) -> Callable[[Row], tuple[Any, ...]]:
+    """itemgetter of a single key returns the bare value, not a 1-tuple."""
+    return lambda row: (row[name],)
 
 
 _REQUIRED = object()  # a column whose default is computed (uuid4, utcnow): rows must give it
@@ -220,12 +227,17 @@ _copy_plan = functools.cache(_CopyPlan)  # one per table
 
 
 def _by_columns(keys: Sequence[str], rows: Sequence[Row]) -> dict[tuple[str, ...], list[Row]]:
-    """Rows grouped by the set of columns they set (keys aside); rows that set none dropped."""
-    groups: dict[tuple[str, ...], list[Row]] = {}
+    """Rows grouped by the set of columns they set (keys aside); rows that set none dropped.
+    Rows made by the same code share their keys' order, so they are grouped by that first
+    (a tuple of the keys is cheap; sorting them per row was not)."""
+    by_order: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
-        columns = tuple(sorted(k for k in row if k not in keys))
+        by_order.setdefault(tuple(row), []).append(row)
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for order, same in by_order.items():
+        columns = tuple(sorted(k for k in order if k not in keys))
         if columns:
-            groups.setdefault(columns, []).append(row)
+            groups.setdefault(columns, []).extend(same)
     return groups
 
 
