@@ -23,11 +23,11 @@ machine hits all of them alike; each figure is the median, and ratios are of med
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from app.core import ids
 from app.core.bus import EventBus
 from app.core.bus.memory import InMemoryEventLog
 from app.core.db.base import utcnow
@@ -93,7 +93,7 @@ class CascadeMode:
     limits: RunnerLimits = field(default_factory=RunnerLimits)
 
     async def prepare(self, graph: Graph) -> Runner:
-        run_id = uuid.uuid4()
+        run_id = ids.uuid4()  # as ExecutionManager.start makes it
         if self.store is not None:
             await self.store.add_run(run_id, self.user_id)
         plan = build_plan(run_id=run_id, user_id=self.user_id, project_id=None, flow_id=None,
@@ -113,7 +113,7 @@ class CascadeMode:
 
 
 async def events_floor_run(node_ids: list[str]) -> float:
-    run_id = uuid.uuid4()
+    run_id = ids.uuid4()
 
     async def go() -> None:
         def event(type_: str, payload: dict[str, Any], *state: Any) -> Event:

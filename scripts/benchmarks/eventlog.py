@@ -6,22 +6,23 @@ for a handful of users. The floor, measured in the same run on the same server: 
 `copy_records_to_table` in batches of 500 (one transaction each) into a table made with
 `LIKE event_logs INCLUDING ALL` (same columns, indexes and unique constraints; no foreign
 keys). For SQLite the floor is stdlib `sqlite3.executemany` of 500 rows per transaction into
-a copy of the `event_logs` DDL, with the app's pragmas.
+a copy of the `event_logs` DDL, with the app's pragmas. Both floors make ids and JSON the way
+the app does (`uuid7_batch`, the orjson codec), so the floor is the cheapest honest one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import sqlite3
 import time
-import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 
 from app.core.events import Event, EventTypes
+from app.core.ids import uuid7_batch
+from app.core.json_codec import dumps
 from scripts.benchmarks.common import (
     Databases,
     Options,
@@ -92,10 +93,12 @@ class PgCopyFloor:
             for start in range(0, total, FLOOR_BATCH):
                 now = datetime.now(UTC)
                 records = []
-                for i in range(start, min(start + FLOOR_BATCH, total)):
+                end = min(start + FLOOR_BATCH, total)
+                for i, event_id in zip(range(start, end), uuid7_batch(end - start),
+                                       strict=True):
                     seq = next(self.seq)
-                    records.append((uuid.uuid4(), EventTypes.EXECUTION_NODE_STATUS,
-                                    json.dumps(_payload(i % 97, i)),
+                    records.append((event_id, EventTypes.EXECUTION_NODE_STATUS,
+                                    dumps(_payload(i % 97, i)),
                                     self.users[seq % len(self.users)], None, None, None, seq,
                                     None, now))
                 await conn.copy_records_to_table("bench_copy_floor", records=records,
@@ -131,10 +134,12 @@ class SqliteFloor:
             for start in range(0, total, FLOOR_BATCH):
                 now = datetime.now(UTC).isoformat(sep=" ")
                 rows = []
-                for i in range(start, min(start + FLOOR_BATCH, total)):
+                end = min(start + FLOOR_BATCH, total)
+                for i, event_id in zip(range(start, end), uuid7_batch(end - start),
+                                       strict=True):
                     seq = next(self.seq)
-                    rows.append((uuid.uuid4().hex, EventTypes.EXECUTION_NODE_STATUS,
-                                 json.dumps(_payload(i % 97, i)),
+                    rows.append((event_id.hex, EventTypes.EXECUTION_NODE_STATUS,
+                                 dumps(_payload(i % 97, i)),
                                  self.users[seq % len(self.users)], None, None, None, seq,
                                  None, now))
                 db.execute("BEGIN IMMEDIATE")
