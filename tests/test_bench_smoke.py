@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scripts.benchmarks.common import postgres_cpu_seconds
 from tests.conftest import ROOT, TEST_POSTGRES_URL
 
 PARTS = ("1. Engine overhead per node", "2. Level parallelism", "3. Event log throughput",
@@ -38,5 +39,7 @@ def test_bench_quick_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert "| shape | nodes | edges | (a) floor µs/node |" in text
     for shape in ("chain", "fan-out", "layered", "random DAG"):
         assert f"| {shape}" in text, shape
+    if postgres_cpu_seconds() is not None:  # PostgreSQL runs on this machine
+        assert "(c) PostgreSQL: the server's CPU µs/node" in text
     assert "## Targets" in text
     assert result.stdout.startswith("# Cascade benchmarks")  # the table is also printed

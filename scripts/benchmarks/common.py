@@ -117,6 +117,25 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float | None:
+    """User + system CPU seconds used so far by the PostgreSQL server processes this machine
+    shows, or None when it shows none (a server elsewhere). A process that ends between two
+    readings takes its seconds with it: the benchmarks' pooled backends stay open."""
+    ticks, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        head, _, rest = text.rpartition(")")
+        if head[head.find("(") + 1:] != "postgres":
+            continue
+        fields = rest.split()
+        ticks += int(fields[11]) + int(fields[12])
+        found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
 # --- databases ---------------------------------------------------------------------------------
 def alembic_config(url: str) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
