@@ -98,6 +98,7 @@ class Runner:
         self._status: dict[str, NodeStatus | None] = dict.fromkeys(plan.node_ids)
         self._outputs: dict[str, dict[str, Any]] = {}
         self._blocked_by: dict[str, str] = {}  # node → the failed node that skips it
+        self._any_failed = False  # until a node fails, no node can be blocked (_run_level)
         self._tokens = {"input": 0, "output": 0}
         self._run_id_text = str(plan.run_id)
         self._unconfirmed: list[asyncio.Future[None]] = []
@@ -236,16 +237,18 @@ class Runner:
 
     async def _run_level(self, node_ids: list[str]) -> None:
         skipped = []
-        runnable = []
-        for node_id in node_ids:
-            blocker = self._blocker(node_id)
-            if blocker is None:
-                runnable.append(node_id)
-            else:
-                self._blocked_by[node_id] = blocker
-                skipped.append(self._node_event(
-                    node_id, NodeStatus.SKIPPED, {"skipped_because": blocker},
-                    {"skipped_because": blocker}))
+        runnable = node_ids
+        if self._any_failed:  # looking up every node's parents is needless until then
+            runnable = []
+            for node_id in node_ids:
+                blocker = self._blocker(node_id)
+                if blocker is None:
+                    runnable.append(node_id)
+                else:
+                    self._blocked_by[node_id] = blocker
+                    skipped.append(self._node_event(
+                        node_id, NodeStatus.SKIPPED, {"skipped_because": blocker},
+                        {"skipped_because": blocker}))
         if skipped:
             await self._publish(*skipped)
         if len(runnable) == 1:
@@ -372,6 +375,7 @@ class Runner:
                     began: float) -> None:
         error = {"code": failure.code, "message": failure.message}
         duration_ms = int((self._clock() - began) * 1000)
+        self._any_failed = True
         await self._publish(self._node_event(
             node_id, NodeStatus.FAILED,
             {"error": error, "attempt": attempt, "duration_ms": duration_ms},
