@@ -118,7 +118,9 @@ async def get_current_user_ref(
     server's CPU."""
     token = _bearer_token(credentials)
     claims = _access_claims(token, settings)
-    if claims.role == "admin":  # the full path: 401 for a dead admin account, else 403
+    if claims.role == "admin":
+        # Answered as get_current_user answers an admin token, which always raises: 401 for
+        # a dead admin account, else 403.
         await get_current_user(await principal_from_token(token, session, settings))
     found = (await session.execute(_ACTIVE_USER, {"id": claims.subject})).first()
     if found is None:

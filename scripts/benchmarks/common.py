@@ -111,10 +111,17 @@ def cpu_seconds(pid: int | None = None) -> float:
         t = os.times()
         return t.user + t.system
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        _, ticks = _proc_stat(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(text: str) -> tuple[str, int]:
+    """A /proc/PID/stat line's command name and its user + system clock ticks."""
+    head, _, rest = text.rpartition(")")
+    fields = rest.split()
+    return head[head.find("(") + 1:], int(fields[11]) + int(fields[12])
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -127,12 +134,10 @@ def postgres_cpu_seconds() -> float | None:
             text = stat.read_text()
         except OSError:
             continue
-        head, _, rest = text.rpartition(")")
-        if head[head.find("(") + 1:] != "postgres":
-            continue
-        fields = rest.split()
-        ticks += int(fields[11]) + int(fields[12])
-        found = True
+        name, used = _proc_stat(text)
+        if name == "postgres":
+            ticks += used
+            found = True
     return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 

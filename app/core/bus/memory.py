@@ -27,7 +27,8 @@ class InMemoryEventLog:
             event.user_seq = user_seq[event.user_id] = user_seq.get(event.user_id, 0) + 1
             run_id = event.run_id
             if run_id is not None:
-                # Keyed by the id's integer: UUID.__hash__ is a Python-level call.
+                # Keyed by the id's integer: a plain uuid.UUID hashes in Python (the ids
+                # app.core.ids makes hash in C, but a caller may pass either).
                 key = run_id.int
                 event.run_seq = run_seq[key] = run_seq.get(key, 0) + 1
         self.count += len(persisted)

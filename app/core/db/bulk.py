@@ -195,7 +195,7 @@ class _CopyPlan:
                 record = list(values_of(row))
             else:
                 if not required <= row.keys():
-                    missing = sorted(required - row.keys())[0]
+                    missing = min(required - row.keys())
                     raise ValueError(f"{self.table.name}.{missing} has no scalar default; "
                                      "give it in every row")
                 record = list(values_of({**defaults, **row}))
