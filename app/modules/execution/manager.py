@@ -124,7 +124,7 @@ class ExecutionManager:
         the log still agree."""
         async with self._sessionmaker() as session:
             runs = (await session.execute(
-                select(Run.id, Run.user_id, Run.project_id).where(
+                select(Run.id, Run.user_id, Run.project_id, Run.flow_id).where(
                     Run.status.in_([s.value for s in ACTIVE_RUN_STATUSES])))).all()
             open_nodes = (await session.execute(
                 select(RunNode.run_id, RunNode.node_id).where(
@@ -145,11 +145,12 @@ class ExecutionManager:
                     {"node_id": node_id, "status": NodeStatus.CANCELLED.value,
                      "reason": "interrupted"},
                     user_id=run.user_id, project_id=run.project_id, run_id=run.id,
+                    flow_id=run.flow_id,
                     state=[NodeUpdate(run.id, node_id, {"status": NodeStatus.CANCELLED.value,
                                                         "finished_at": now})]))
             events.append(Event(
                 EventTypes.EXECUTION_FAILED, {"error": error}, user_id=run.user_id,
-                project_id=run.project_id, run_id=run.id,
+                project_id=run.project_id, run_id=run.id, flow_id=run.flow_id,
                 state=[RunUpdate(run.id, {"status": RunStatus.FAILED.value, "error": error,
                                           "finished_at": now})]))
         if events:
