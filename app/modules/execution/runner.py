@@ -216,7 +216,7 @@ class Runner:
         started = self._event(EventTypes.EXECUTION_STARTED, {
             "flow_id": str(plan.flow_id) if plan.flow_id else None,
             "trigger_node_id": plan.trigger_node_id, "provider_id": plan.provider_id,
-            "node_ids": plan.node_ids,
+            "node_ids": plan.node_ids, "warnings": plan.warnings,
         }, RunUpdate(plan.run_id, {"status": RunStatus.RUNNING.value, "started_at": utcnow()}))
         events = [started]
         pending = _STATUS_VALUE[NodeStatus.PENDING]
