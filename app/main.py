@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import IO, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -49,64 +49,73 @@ def build_router(discovered: Discovered) -> APIRouter:
     return api
 
 
+def _hold_database(settings: Settings) -> IO[str] | None:
+    try:
+        return hold_database(settings.DATABASE_URL)
+    except DatabaseInUse as exc:
+        print(f"cascade: refusing to start: {exc}", file=sys.stderr)
+        raise
+
+
 def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def serve(app: FastAPI) -> AsyncIterator[None]:
         settings: Settings = app.state.settings
         configure_logging(settings.LOG_LEVEL)
-        try:
-            database_lock = hold_database(settings.DATABASE_URL)
-        except DatabaseInUse as exc:
-            print(f"cascade: refusing to start: {exc}", file=sys.stderr)
-            raise
-        try:
-            engine = create_engine(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE,
-                                   pool_timeout=settings.DB_POOL_TIMEOUT_S)
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            sessionmaker = create_sessionmaker(engine)
-            app.state.engine = engine
-            app.state.sessionmaker = sessionmaker
+        engine = create_engine(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE,
+                               pool_timeout=settings.DB_POOL_TIMEOUT_S)
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        sessionmaker = create_sessionmaker(engine)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
 
-            registry = Registry()
-            app.state.registry = registry
-            registry.put(Settings, settings)
-            registry.put(Discovered, discovered)
-            registry.put(async_sessionmaker, sessionmaker)
-            hasher = PasswordHasher(settings.BCRYPT_ROUNDS, settings.PASSWORD_HASH_THREADS)
-            registry.put(PasswordHasher, hasher)
-            bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
-            registry.put(EventBus, bus)
-            registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))
-            for subscription in discovered.handlers:
-                bus.add_subscriber(subscription.patterns, subscription.handler)
-            bus.start()
-            managers: list[Any] = []
-            for _domain, cls in sorted(discovered.managers.items()):
-                instance = cls(registry)
-                registry.put(cls, instance)
-                managers.append(instance)
-            async with sessionmaker() as session, session.begin():
-                await sync_catalog(session, discovered.executors)
-            # Managers with start-up work (closing interrupted runs) do it before serving.
-            for instance in managers:
-                if hasattr(instance, "startup"):
-                    await instance.startup()
-            tune_gc(freeze=settings.GC_FREEZE_AFTER_STARTUP,
-                    gen0_threshold=settings.GC_GEN0_THRESHOLD)
-            logger.info("cascade ready: %d routers, %d managers, %d handlers, %d executors",
-                        len(discovered.routers), len(discovered.managers),
-                        len(discovered.handlers), len(discovered.executors))
-            try:
+        registry = Registry()
+        app.state.registry = registry
+        registry.put(Settings, settings)
+        registry.put(Discovered, discovered)
+        registry.put(async_sessionmaker, sessionmaker)
+        hasher = PasswordHasher(settings.BCRYPT_ROUNDS, settings.PASSWORD_HASH_THREADS)
+        registry.put(PasswordHasher, hasher)
+        bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
+        registry.put(EventBus, bus)
+        registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))
+        for subscription in discovered.handlers:
+            bus.add_subscriber(subscription.patterns, subscription.handler)
+        bus.start()
+        managers: list[Any] = []
+        for _domain, cls in sorted(discovered.managers.items()):
+            instance = cls(registry)
+            registry.put(cls, instance)
+            managers.append(instance)
+        async with sessionmaker() as session, session.begin():
+            await sync_catalog(session, discovered.executors)
+        # Managers with start-up work (closing interrupted runs) do it before serving.
+        for instance in managers:
+            if hasattr(instance, "startup"):
+                await instance.startup()
+        tune_gc(freeze=settings.GC_FREEZE_AFTER_STARTUP,
+                gen0_threshold=settings.GC_GEN0_THRESHOLD)
+        logger.info("cascade ready: %d routers, %d managers, %d handlers, %d executors",
+                    len(discovered.routers), len(discovered.managers),
+                    len(discovered.handlers), len(discovered.executors))
+        try:
+            yield
+        finally:
+            for instance in reversed(managers):
+                if hasattr(instance, "shutdown"):
+                    await instance.shutdown()
+            await registry.get(ConnectionManager).close_all()
+            await bus.stop()
+            await engine.dispose()
+            hasher.close()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database_lock = _hold_database(app.state.settings)
+        try:
+            async with serve(app):
                 yield
-            finally:
-                for instance in reversed(managers):
-                    if hasattr(instance, "shutdown"):
-                        await instance.shutdown()
-                await registry.get(ConnectionManager).close_all()
-                await bus.stop()
-                await engine.dispose()
-                hasher.close()
         finally:
             release(database_lock)
 
