@@ -30,7 +30,7 @@ from app.core.di.discovery import Discovered
 from app.core.errors import AppError, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.core.events import Event, EventTypes
 from app.models import Flow, Run, RunNode, User
-from app.modules.execution.executors.api import ExecutorSpec
+from app.modules.execution.executors.api import ExecutorSpec, as_specs
 from app.modules.execution.graph import GraphProblem, parse_graph, validate_graph
 from app.modules.execution.handlers import register_tunnel_handlers
 from app.modules.execution.models import (
@@ -81,7 +81,7 @@ class ExecutionManager:
     def __init__(self, registry: Registry) -> None:
         self._settings = registry.get(Settings)
         self._bus = registry.get(EventBus)
-        self._executors: Mapping[str, ExecutorSpec] = registry.get(Discovered).executors
+        self._executors: Mapping[str, ExecutorSpec] = as_specs(registry.get(Discovered).executors)
         self._registry = registry
         self.providers = registry.find(ProviderFactory) or ProviderFactory(self._settings)
         registry.put(ProviderFactory, self.providers)
