@@ -26,6 +26,7 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.security import PasswordHasher
 from app.core.ws import ConnectionManager
 from app.modules.components.catalog import sync_catalog
+from app.modules.execution.executors.api import as_specs
 
 logger = logging.getLogger("cascade.main")
 
@@ -89,7 +90,7 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
             registry.put(cls, instance)
             managers.append(instance)
         async with sessionmaker() as session, session.begin():
-            await sync_catalog(session, discovered.executors)
+            await sync_catalog(session, as_specs(discovered.executors))
         # Managers with start-up work (closing interrupted runs) do it before serving.
         for instance in managers:
             if hasattr(instance, "startup"):

@@ -15,10 +15,11 @@ from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.di.discovery import discover_executors
 from app.modules.components.catalog import sync_catalog
+from app.modules.execution.executors.api import as_specs
 
 
 async def seed(database_url: str) -> int:
-    executors = discover_executors()
+    executors = as_specs(discover_executors())
     engine = create_engine(database_url)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():

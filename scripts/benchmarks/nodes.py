@@ -20,6 +20,7 @@ from app.modules.execution.executors.api import (
     ExecutorSpec,
     NodeExecutionContext,
     NodeOutput,
+    as_specs,
     executor,
     spec_of,
 )
@@ -56,4 +57,4 @@ def collect(module: ModuleType, into: dict[str, ExecutorSpec]) -> dict[str, Exec
 
 def bench_registry() -> Mapping[str, ExecutorSpec]:
     """The real registry (in-tree executors and installed plugins) plus this module's."""
-    return collect(sys.modules[__name__], dict(discover_executors()))
+    return collect(sys.modules[__name__], as_specs(discover_executors()))

@@ -5,6 +5,10 @@ read: `router` in api/v1/endpoints/*, `manager_class` in modules/*/manager.py, `
 marks in modules/*/handlers.py, `@executor` marks in modules/execution/executors/*.
 Third-party executors come from the `cascade.executors` entry-point group. A module that
 fails to import, or two executors with one type, stop the boot with names — never a skip.
+
+Core imports nothing from app.modules (pyproject.toml [tool.importlinter]): the packages
+are walked by name, and an executor's mark is read as the `ExecutorMark` protocol, which
+`ExecutorSpec` (app/modules/execution/executors/api.py) satisfies.
 """
 
 from __future__ import annotations
@@ -15,18 +19,36 @@ import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter
 
 from app.core.events import Handler, patterns_of
-from app.modules.execution.executors.api import ExecutorSpec, spec_of
 
 ENDPOINTS_PACKAGE = "app.api.v1.endpoints"
 MODULES_PACKAGE = "app.modules"
 EXECUTORS_PACKAGE = "app.modules.execution.executors"
 EXECUTOR_ENTRY_POINT_GROUP = "cascade.executors"
 _EXECUTOR_API_MODULES = {"api"}
+# The attribute `@executor` (app/modules/execution/executors/api.py) sets on a function.
+EXECUTOR_MARK = "__cascade_executor__"
+
+
+@runtime_checkable
+class ExecutorMark(Protocol):
+    """What discovery reads of an executor's spec: its node type and where it was declared."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def origin(self) -> str: ...
+
+
+def mark_of(obj: object) -> ExecutorMark | None:
+    """The mark `@executor` attached to `obj`, if any."""
+    mark = getattr(obj, EXECUTOR_MARK, None)
+    return mark if isinstance(mark, ExecutorMark) else None
 
 
 class DiscoveryError(RuntimeError):
@@ -45,7 +67,7 @@ class Discovered:
     routers: dict[str, APIRouter] = field(default_factory=dict)
     managers: dict[str, type[Any]] = field(default_factory=dict)
     handlers: list[Subscription] = field(default_factory=list)
-    executors: dict[str, ExecutorSpec] = field(default_factory=dict)
+    executors: dict[str, ExecutorMark] = field(default_factory=dict)
 
 
 def _import(name: str) -> ModuleType:
@@ -100,9 +122,9 @@ def discover_managers_and_handlers() -> tuple[dict[str, type[Any]], list[Subscri
     return managers, handlers
 
 
-def _collect_executors(module: ModuleType, into: dict[str, ExecutorSpec]) -> None:
+def _collect_executors(module: ModuleType, into: dict[str, ExecutorMark]) -> None:
     for _, obj in sorted(vars(module).items()):
-        spec = spec_of(obj)
+        spec = mark_of(obj)
         if spec is None or into.get(spec.type) is spec:
             continue
         if spec.type in into:
@@ -113,8 +135,8 @@ def _collect_executors(module: ModuleType, into: dict[str, ExecutorSpec]) -> Non
         into[spec.type] = spec
 
 
-def discover_executors(*, include_plugins: bool = True) -> dict[str, ExecutorSpec]:
-    executors: dict[str, ExecutorSpec] = {}
+def discover_executors(*, include_plugins: bool = True) -> dict[str, ExecutorMark]:
+    executors: dict[str, ExecutorMark] = {}
     for name, _ in _submodules(EXECUTORS_PACKAGE):
         if name not in _EXECUTOR_API_MODULES:
             _collect_executors(_import(f"{EXECUTORS_PACKAGE}.{name}"), executors)
@@ -133,7 +155,7 @@ def discover_executors(*, include_plugins: bool = True) -> dict[str, ExecutorSpe
             if isinstance(loaded, ModuleType):
                 _collect_executors(loaded, executors)
             else:
-                spec = spec_of(loaded)
+                spec = mark_of(loaded)
                 if spec is None:
                     raise DiscoveryError(f"executor plugin {entry_point.name!r} declares "
                                          "no @executor")

@@ -1,13 +1,15 @@
 """The execution module's tunnel side: `execution.start` and `execution.cancel` messages.
 
 Run events reach tunnels through the bus bridge (app/modules/realtime/handlers.py); the
-runner itself never imports the WebSocket layer.
+runner itself never imports the WebSocket layer. The manager registers these handlers at
+start-up and hands itself in as `RunControl`: this module does not import manager.py, which
+imports it (no import cycle, pyproject.toml [tool.importlinter]).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,10 +19,17 @@ from app.core.db.hooks import run_after_commit
 from app.core.di import Registry
 from app.core.errors import AppError
 from app.core.ws import ConnectionManager, Tunnel, error_message
-from app.models import User
+from app.models import Run, User
+from app.modules.execution.models import AcceptedRun
 
-if TYPE_CHECKING:
-    from app.modules.execution.manager import ExecutionManager
+
+class RunControl(Protocol):
+    """What the tunnel handlers use of the ExecutionManager."""
+
+    async def start(self, session: AsyncSession, user: User,
+                    request: RunRequest) -> AcceptedRun: ...
+
+    async def cancel(self, session: AsyncSession, user: User, run_id: uuid.UUID) -> Run: ...
 
 
 def _reply_error(tunnel: Tunnel, exc: AppError, request_id: str | None) -> None:
@@ -57,7 +66,7 @@ def _accepted(message_type: str, run_id: uuid.UUID, status: str, request_id: str
                      **extra}}
 
 
-def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
+def register_tunnel_handlers(registry: Registry, execution: RunControl) -> None:
     sessionmaker: async_sessionmaker[AsyncSession] = registry.get(async_sessionmaker)
     connections = registry.get(ConnectionManager)
 

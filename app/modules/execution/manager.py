@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,11 +30,12 @@ from app.core.di.discovery import Discovered
 from app.core.errors import AppError, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.core.events import Event, EventTypes
 from app.models import Flow, Run, RunNode, User
-from app.modules.execution.executors.api import ExecutorSpec
+from app.modules.execution.executors.api import ExecutorSpec, as_specs
 from app.modules.execution.graph import GraphProblem, parse_graph, validate_graph
 from app.modules.execution.handlers import register_tunnel_handlers
 from app.modules.execution.models import (
     ACTIVE_RUN_STATUSES,
+    AcceptedRun,
     NodeStatus,
     NodeUpdate,
     RunStatus,
@@ -70,14 +71,6 @@ _FLOW_OF_USER = (select(_FLOWS.c.id, _FLOWS.c.project_id, _FLOWS.c.provider_id,
 _INSERT_RUN = insert(cast(Table, Run.__table__))
 
 
-class AcceptedRun(NamedTuple):
-    """What the caller of a run start is told (the 202 body, `execution.accepted`)."""
-
-    run_id: uuid.UUID
-    status: str
-    warnings: list[dict[str, str]]
-
-
 class UserLike(Protocol):
     """Who starts a run: only the id is used (an ORM User or an auth UserRef)."""
 
@@ -89,7 +82,7 @@ class ExecutionManager:
     def __init__(self, registry: Registry) -> None:
         self._settings = registry.get(Settings)
         self._bus = registry.get(EventBus)
-        self._executors: Mapping[str, ExecutorSpec] = registry.get(Discovered).executors
+        self._executors: Mapping[str, ExecutorSpec] = as_specs(registry.get(Discovered).executors)
         self._registry = registry
         self.providers = registry.find(ProviderFactory) or ProviderFactory(self._settings)
         registry.put(ProviderFactory, self.providers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
 from sqlalchemy import Table
 
@@ -125,3 +125,11 @@ class RunUpdate:
         # the starts and ends of many runs.
         await bulk.update_many(_RUNS, ("id",),
                                [{"id": run_id, **values} for run_id, values in merged.items()])
+
+
+class AcceptedRun(NamedTuple):
+    """What the caller of a run start is told (the 202 body, `execution.accepted`)."""
+
+    run_id: uuid.UUID
+    status: str
+    warnings: list[dict[str, str]]

@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.api.auth import principal_from_token
 from app.api.deps import SessionDep, SettingsDep, manager
 from app.api.v1.endpoints.auth import client_address
 from app.api.v1.schemas.auth import AdminCreate, AdminLoginResponse, AdminOut, LoginRequest
-from app.core.auth import principal_from_token
 from app.core.errors import Forbidden, Unauthorized
 from app.core.security import constant_time_equals
 from app.modules.auth.manager import AuthManager

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.api.auth import CurrentUser
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.characters import CharacterCreate, CharacterOut, CharacterUpdate
 from app.api.v1.schemas.common import INT_ID_MAX
-from app.core.auth import CurrentUser
 from app.models import ConsistentCharacter
 from app.modules.characters.manager import CharacterManager
 

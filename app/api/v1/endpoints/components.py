@@ -4,8 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from app.api.auth import CurrentUser
 from app.api.deps import SessionDep, manager
-from app.core.auth import CurrentUser
 from app.modules.components.manager import ComponentManager
 
 router = APIRouter(prefix="/components", tags=["components"])

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from app.api.auth import PrincipalDep
 from app.api.deps import SessionDep, SettingsDep, manager
 from app.api.v1.schemas.common import INT_ID_MAX
-from app.core.auth import PrincipalDep
 from app.core.errors import Forbidden
 from app.modules.events.manager import EventFilter, EventLogManager, row_to_dict
 

@@ -5,9 +5,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from app.api.auth import CurrentUser, CurrentUserRef
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.execution import RunAccepted, RunRequest, RunWarning
-from app.core.auth import CurrentUser, CurrentUserRef
 from app.models import Run, RunNode
 from app.modules.execution.manager import ExecutionManager
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.api.auth import CurrentUser
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.flows import FlowCreate, FlowOut, FlowUpdate
-from app.core.auth import CurrentUser
 from app.models import Flow
 from app.modules.flows.manager import FlowManager
 

@@ -5,10 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
+from app.api.auth import CurrentUser, PrincipalDep
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.projects import ProjectCreate, ProjectOut, ProjectSelect
-from app.core.auth import CurrentUser, PrincipalDep
 from app.models import Project
 from app.modules.projects.manager import ProjectManager
 

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
+from app.api.auth import CurrentUser, PrincipalDep
 from app.api.deps import SessionDep, manager
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.users import UserCreate, UserOut
-from app.core.auth import CurrentUser, PrincipalDep
 from app.models import User
 from app.modules.users.manager import UserManager
 

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.di.discovery import EXECUTOR_MARK
+
 if TYPE_CHECKING:
     from app.modules.execution.providers.base import Completion, TextProvider
 
 PortKind = Literal["text", "adapter"]
 ApiCall = Literal["never", "always", "conditional"]
 
-_MARK = "__cascade_executor__"
+_MARK = EXECUTOR_MARK
 
 
 @dataclass(frozen=True)
@@ -198,3 +200,15 @@ def spec_of(obj: object) -> ExecutorSpec | None:
     """The spec an `@executor` mark attached to `obj`, if any."""
     spec = getattr(obj, _MARK, None)
     return spec if isinstance(spec, ExecutorSpec) else None
+
+
+def as_specs(executors: Mapping[str, object]) -> dict[str, ExecutorSpec]:
+    """Discovery's executors (app.core knows them only as `ExecutorMark`) as the
+    ExecutorSpecs that `@executor` made; anything else stops the boot with its type."""
+    specs: dict[str, ExecutorSpec] = {}
+    for type_, spec in executors.items():
+        if not isinstance(spec, ExecutorSpec):
+            raise TypeError(f"executor {type_!r} is a {type(spec).__name__}, not an "
+                            "ExecutorSpec made by @executor")
+        specs[type_] = spec
+    return specs

@@ -1,4 +1,8 @@
-"""get_current_user / get_current_admin dependencies."""
+"""get_current_user / get_current_admin dependencies.
+
+They are FastAPI dependencies built on app.api.deps (the request's session and settings),
+so they live in the API layer; until issue 11 this file was app/core/auth.py, which made
+core import the API (pyproject.toml [tool.importlinter])."""
 
 from __future__ import annotations
 
