@@ -347,7 +347,7 @@ async def test_a_foreign_origin_is_closed_with_4003(
 
 # --- a slow consumer --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("settings_overrides", overrides(WS_SEND_QUEUE_SIZE=8))
+@pytest.mark.parametrize("settings_overrides", overrides(WS_SEND_QUEUE_BYTES=256 * 1024))
 async def test_a_slow_consumer_is_closed_with_4409_and_others_keep_flowing(
         live_server: LiveServer, live_client: httpx.AsyncClient) -> None:
     slow_user = await sign_up_and_login(live_client)
