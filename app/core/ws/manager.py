@@ -46,6 +46,9 @@ class ConnectionManager:
             return len(self._tunnels.get(user_id, ()))
         return sum(len(t) for t in self._tunnels.values())
 
+    def tunnels_of(self, user_id: int) -> list[Tunnel]:
+        return list(self._tunnels.get(user_id, ()))
+
     def handle(self, message_type: str, handler: MessageHandler) -> None:
         self.message_handlers[message_type] = handler
 
