@@ -19,8 +19,8 @@ from tests.engine_helpers import (
     engine_settings,
     graph,
     node,
-    running_attempts,
     run_events,
+    running_attempts,
     start_run,
     wait_run,
 )
