@@ -278,3 +278,23 @@ async def test_the_default_bound_holds_a_5000_node_runs_start_burst(
     # default bound held it with room to spare (.env.example: keep it above 2 MiB).
     assert held >= burst_bytes, (held, burst_bytes)
     assert 1_000_000 < burst_bytes < 2 * 1024 * 1024 < DEFAULT_BOUND, burst_bytes
+
+
+@pytest.mark.parametrize("settings_overrides", [{"WS_SEND_QUEUE_BYTES": BOUND}],
+                         indirect=True)
+async def test_one_event_larger_than_the_bound_reaches_a_reader_that_keeps_up(
+        live_server: LiveServer, live_client: httpx.AsyncClient) -> None:
+    account = await sign_up_and_login(live_client)
+    async with await ws_connect(live_server, account.access_token, max_size=None) as ws:
+        seen = Incarnation(ready=await ready(ws))
+        # An empty queue takes any one message: a client is not closed only because one
+        # event (a long output) is bigger than the bound.
+        event = node_status(account.id, "big", 0, pad="b" * (2 * BOUND))
+        await bus_of(live_server.app).emit(event)
+        assert text_size(event) > BOUND
+        await read_until_cursor(ws, seen, event.user_seq or 0)
+        assert seen.events[-1]["data"]["pad"] == "b" * (2 * BOUND)
+        await ws.send(json.dumps({"type": "ping", "data": {"n": 1}}))
+        await drain_quiet(ws, seen)
+        assert {"type": "pong", "data": {"n": 1}} in seen.other
+        assert connections(live_server).count(account.id) == 1
