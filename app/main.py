@@ -22,6 +22,7 @@ from app.core.errors import install_error_handlers
 from app.core.gc_tuning import tune_gc
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
+from app.core.security import PasswordHasher
 from app.core.ws import ConnectionManager
 from app.modules.components.catalog import sync_catalog
 
@@ -52,7 +53,8 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings: Settings = app.state.settings
         configure_logging(settings.LOG_LEVEL)
-        engine = create_engine(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE)
+        engine = create_engine(settings.DATABASE_URL, pool_size=settings.DB_POOL_SIZE,
+                               pool_timeout=settings.DB_POOL_TIMEOUT_S)
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         sessionmaker = create_sessionmaker(engine)
@@ -64,6 +66,8 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
         registry.put(Settings, settings)
         registry.put(Discovered, discovered)
         registry.put(async_sessionmaker, sessionmaker)
+        hasher = PasswordHasher(settings.BCRYPT_ROUNDS, settings.PASSWORD_HASH_THREADS)
+        registry.put(PasswordHasher, hasher)
         bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
         registry.put(EventBus, bus)
         registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))
@@ -95,6 +99,7 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
             await registry.get(ConnectionManager).close_all()
             await bus.stop()
             await engine.dispose()
+            hasher.close()
 
     return lifespan
 

@@ -49,18 +49,20 @@ async def make_run(app: FastAPI, account: Account, flow_id: str | None) -> uuid.
     return run.id
 
 
-async def run_events(app: FastAPI, account: Account, run_id: uuid.UUID, outcome: str) -> None:
+async def run_events(app: FastAPI, account: Account, run_id: uuid.UUID, outcome: str,
+                     flow_id: str) -> None:
+    """A run's events as the runner writes them: each carries the run's flow."""
     bus = bus_of(app)
-    await bus.emit(Event(EventTypes.EXECUTION_STARTED, {"nodes": 2}, user_id=account.id,
-                         run_id=run_id))
+    of_run = {"user_id": account.id, "run_id": run_id, "flow_id": uuid.UUID(flow_id)}
+    await bus.emit(Event(EventTypes.EXECUTION_STARTED, {"nodes": 2}, **of_run))
     await bus.emit_many([
-        Event(EventTypes.EXECUTION_NODE_STATUS, {"node_id": n, "status": "running"},
-              user_id=account.id, run_id=run_id) for n in ("a", "b")])
+        Event(EventTypes.EXECUTION_NODE_STATUS, {"node_id": n, "status": "running"}, **of_run)
+        for n in ("a", "b")])
     await bus.emit(stream_delta(account.id, "never-logged", 0))
     await bus.emit(Event(EventTypes.EXECUTION_NODE_COMPLETED, {"node_id": "a", "output": "x"},
-                         user_id=account.id, run_id=run_id))
+                         **of_run))
     final = EventTypes.EXECUTION_COMPLETED if outcome == "ok" else EventTypes.EXECUTION_FAILED
-    await bus.emit(Event(final, {"status": outcome}, user_id=account.id, run_id=run_id))
+    await bus.emit(Event(final, {"status": outcome}, **of_run))
 
 
 @dataclass
@@ -92,10 +94,11 @@ async def populate(server: LiveServer, client: httpx.AsyncClient) -> World:
     assert r.status_code == 200, r.text
     run1 = await make_run(app, alice, flow1["id"])
     run2 = await make_run(app, alice, flow2["id"])
-    await asyncio.gather(run_events(app, alice, run1, "ok"), run_events(app, alice, run2, "no"))
+    await asyncio.gather(run_events(app, alice, run1, "ok", flow1["id"]),
+                         run_events(app, alice, run2, "no", flow2["id"]))
     bob_flow = await post(bob, "/api/v1/flows", {"name": "bob's"})
     bob_run = await make_run(app, bob, bob_flow["id"])
-    await run_events(app, bob, bob_run, "ok")
+    await run_events(app, bob, bob_run, "ok", bob_flow["id"])
     r = await client.delete(f"/api/v1/flows/{flow2['id']}", headers=alice.headers)
     assert r.status_code == 204, r.text
     return World(alice, bob, flow1["id"], flow2["id"], run1, run2, bob_run)
@@ -169,7 +172,7 @@ async def test_filters_run_flow_type_and_time(live_server: LiveServer,
     assert not {item["type"] for item in everything} & EventTypes.EPHEMERAL
     for item in everything:
         assert set(item) == {"id", "type", "payload", "user_id", "project_id", "run_id",
-                             "run_seq", "user_seq", "session_id", "created_at"}
+                             "run_seq", "user_seq", "session_id", "created_at", "flow_id"}
         uuid.UUID(item["id"])
     assert len({item["id"] for item in everything}) == len(everything)
 
@@ -195,8 +198,12 @@ async def test_filters_run_flow_type_and_time(live_server: LiveServer,
     flow2 = await get_all(live_client, headers, flow_id=world.flow2)  # deleted since
     assert [item["type"] for item in flow2 if item["type"].startswith("flow.")] == [
         "flow.created", "flow.deleted"]
-    # (its runs' rows lost their flow_id with the flow: ON DELETE SET NULL)
-    assert {item["run_id"] for item in flow2 if item["run_id"]} <= {str(world.run2)}
+    # Its run's row lost its flow_id with the flow (ON DELETE SET NULL); the run's events
+    # keep theirs, so the audit trail is whole.
+    assert [item for item in flow2 if item["run_id"]] == [
+        item for item in everything if item["run_id"] == str(world.run2)]
+    assert len([item for item in flow2 if item["run_id"]]) == 5
+    assert all(item["flow_id"] == world.flow2 for item in flow2)
 
     # type: a prefix with or without the star, an exact name
     flows = [item for item in everything if item["type"].startswith("flow.")]

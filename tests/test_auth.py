@@ -296,15 +296,47 @@ async def test_an_accounts_email_and_username_share_one_failure_budget(
         assert_error(await login(c, account.username), 429, "too_many_attempts")
 
 
-@pytest.mark.parametrize("settings_overrides", [{"LOGIN_FAILURES_PER_MINUTE": LIMIT}],
-                         indirect=True, ids=["limit3"])
-async def test_failed_logins_per_address_are_throttled(client: httpx.AsyncClient) -> None:
-    # Spraying different (unknown) identifiers from one address trips the address limit.
-    for i in range(LIMIT):
+ADDRESS_LIMIT = 7
+
+
+@pytest.mark.parametrize("settings_overrides", [{
+    "LOGIN_FAILURES_PER_MINUTE": LIMIT, "LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE": ADDRESS_LIMIT}],
+    indirect=True, ids=["limit3-address7"])
+async def test_failed_logins_per_address_are_throttled(client: httpx.AsyncClient,
+                                                       app: FastAPI) -> None:
+    account = await sign_up_and_login(client)
+    # Spraying different (unknown) identifiers from one address: each identifier stays under
+    # its own budget, but the address passes the looser per-address one.
+    for i in range(ADDRESS_LIMIT):
         assert_error(await login(client, f"ghost{i}", "wrong-password"), 401)
     r = await login(client, "ghost-next", "wrong-password")
     assert_error(r, 429, "too_many_attempts")
     assert int(r.headers["retry-after"]) >= 1
+    # That address is throttled for everyone now, correct passwords included ...
+    assert_error(await login(client, account.username), 429, "too_many_attempts")
+    # ... and no other address is.
+    async with from_address(app, "10.2.0.1") as c:
+        assert (await login(c, account.username)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{
+    "LOGIN_FAILURES_PER_MINUTE": LIMIT, "LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE": ADDRESS_LIMIT}],
+    indirect=True, ids=["limit3-address7"])
+async def test_one_accounts_limit_never_throttles_another_account_on_the_same_address(
+    client: httpx.AsyncClient,
+) -> None:
+    victim, colleague = await sign_up_and_login(client), await sign_up_and_login(client)
+    for _ in range(LIMIT):
+        assert_error(await login(client, victim.username, "wrong-password"), 401)
+    # The victim's identifier is locked, even with the right password ...
+    assert_error(await login(client, victim.username), 429, "too_many_attempts")
+    # ... but a colleague behind the same address logs in, by username and by email.
+    assert (await login(client, colleague.username)).status_code == 200
+    assert (await login(client, colleague.email)).status_code == 200
+    # The address budget counted the victim's failures; it is not used up by them.
+    for i in range(ADDRESS_LIMIT - LIMIT):
+        assert_error(await login(client, f"nobody{i}", "wrong-password"), 401)
+    assert_error(await login(client, "nobody-more", "wrong-password"), 429, "too_many_attempts")
 
 
 @pytest.mark.parametrize("settings_overrides", [{"LOGIN_FAILURES_PER_MINUTE": LIMIT}],

@@ -301,11 +301,11 @@ def test_copy_records_take_column_order_and_refuse_a_missing_computed_default() 
     when = datetime(2026, 1, 2, tzinfo=UTC)
     full = {"created_at": when, "id": uuid.UUID(int=1), "event_name": "x",
             "payload": {"a": [1]}, "user_id": 3, "project_id": None, "run_id": None,
-            "run_seq": None, "user_seq": 9, "session_id": "s"}
-    assert plan.records([full]) == [[uuid.UUID(int=1), "x", '{"a":[1]}', 3, None, None, None,
-                                     9, "s", when]]
+            "flow_id": uuid.UUID(int=2), "run_seq": None, "user_seq": 9, "session_id": "s"}
+    assert plan.records([full]) == [[uuid.UUID(int=1), "x", '{"a":[1]}', 3, None, None,
+                                     uuid.UUID(int=2), None, 9, "s", when]]
     partial = {k: v for k, v in full.items() if k not in ("project_id", "session_id")}
-    assert plan.records([partial])[0][4] is None and plan.records([partial])[0][8] is None
+    assert plan.records([partial])[0][4] is None and plan.records([partial])[0][9] is None
     with pytest.raises(ValueError, match=r"event_logs\.created_at has no scalar default"):
         plan.records([{k: v for k, v in partial.items() if k not in ("id", "created_at")}])
 

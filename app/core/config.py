@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/cascade.db"
     DB_POOL_SIZE: int = 20
+    DB_POOL_TIMEOUT_S: float = Field(default=5.0, gt=0)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- auth --------------------------------------------------------------------------------
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     REFRESH_TOKEN_DAYS: float = 7.0
     BOOTSTRAP_ADMIN_TOKEN: str = ""
     BCRYPT_ROUNDS: int = 12
-    LOGIN_FAILURES_PER_MINUTE: int = 10
+    LOGIN_FAILURES_PER_MINUTE: int = Field(default=10, ge=1)
+    LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE: int = Field(default=100, ge=1)
+    PASSWORD_HASH_THREADS: int = Field(default=0, ge=0)
 
     # --- limits ------------------------------------------------------------------------------
     MAX_BODY_BYTES: int = 2 * 1024 * 1024

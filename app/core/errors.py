@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -77,6 +78,23 @@ _STATUS_CODES = {
 }
 
 
+BUSY_RETRY_AFTER_S = 1
+
+
+def is_busy(exc: BaseException) -> bool:
+    """The database could not take the request now: no pooled connection came free within
+    DB_POOL_TIMEOUT_S, or SQLite's write lock stayed taken past its busy timeout. Both pass;
+    the client is told to retry (503 `busy`), never handed a 500."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True
+    return (isinstance(exc, sqlalchemy.exc.OperationalError)
+            and "database is locked" in str(exc.orig))
+
+
+def busy_body(request_id: str) -> dict[str, Any]:
+    return error_body("busy", "the server is busy; retry shortly", None, request_id)
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
@@ -129,5 +147,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        if is_busy(exc):
+            logger.warning("database busy (request_id=%s): %s", request_id_of(request), exc)
+            return JSONResponse(busy_body(request_id_of(request)), status_code=503,
+                                headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
         logger.exception("unhandled error (request_id=%s)", request_id_of(request))
         return error_response(request, 500, "internal_error", "internal server error")

@@ -11,6 +11,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import BUSY_RETRY_AFTER_S, busy_body, is_busy
+
 logger = logging.getLogger("cascade.http")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -60,10 +62,13 @@ class RequestContextMiddleware:
                                       (b"x-request-id", request_id.encode())]
             await send(message)
 
-        async def respond(status: int, body: bytes) -> None:
+        async def respond(status: int, body: bytes, retry_after: int | None = None) -> None:
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())]
+            if retry_after is not None:
+                headers.append((b"retry-after", str(retry_after).encode()))
             await send_with_id({"type": "http.response.start", "status": status,
-                                "headers": [(b"content-type", b"application/json"),
-                                            (b"content-length", str(len(body)).encode())]})
+                                "headers": headers})
             await send_with_id({"type": "http.response.body", "body": body})
 
         declared = headers.get(b"content-length")
@@ -91,7 +96,13 @@ class RequestContextMiddleware:
                 await respond(413, _error("payload_too_large",
                                           f"request body over {self.max_body_bytes} bytes",
                                           request_id))
-        except Exception:
+        except Exception as exc:
+            if is_busy(exc):  # e.g. the request's commit found no free connection
+                logger.warning("database busy (request_id=%s): %s", request_id, exc)
+                if not started:
+                    await respond(503, json.dumps(busy_body(request_id)).encode(),
+                                  retry_after=BUSY_RETRY_AFTER_S)
+                return
             logger.exception("unhandled error (request_id=%s)", request_id)
             if not started:
                 await respond(500, _error("internal_error", "internal server error",

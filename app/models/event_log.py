@@ -28,6 +28,9 @@ class EventLog(Base):
         ForeignKey("projects.id", ondelete="SET NULL"), default=None
     )
     run_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # The run's (or flow event's) flow, kept here without a foreign key: the audit trail of a
+    # flow's runs must survive the flow's deletion (runs.flow_id is nulled then).
+    flow_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
     run_seq: Mapped[int | None] = mapped_column(default=None)
     user_seq: Mapped[int] = mapped_column(BigInteger)
     session_id: Mapped[str | None] = mapped_column(String(100), default=None)

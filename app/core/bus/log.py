@@ -71,7 +71,7 @@ async def write_events(bulk: Bulk, events: Sequence[Event]) -> None:
         rows.append({
             "id": event.id, "event_name": event.type, "payload": event.payload,
             "user_id": event.user_id, "project_id": event.project_id, "run_id": event.run_id,
-            "run_seq": event.run_seq, "user_seq": event.user_seq,
+            "flow_id": event.flow_id, "run_seq": event.run_seq, "user_seq": event.user_seq,
             "session_id": event.session_id, "created_at": now,
         })
     # Core rows (COPY on PostgreSQL): the ORM bulk path would redo per-row bookkeeping.

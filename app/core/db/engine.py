@@ -49,10 +49,15 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0) -> AsyncEngine:
     url = normalize_url(url)
     parsed = make_url(url)
+    # Past `pool_timeout` without a free connection, checkout raises sqlalchemy's
+    # TimeoutError, which the API answers 503 `busy` (core/errors.py).
     kwargs: dict[str, Any] = {}
+    in_memory = parsed.database in (None, "", ":memory:")
+    if not (parsed.get_backend_name() == "sqlite" and in_memory):  # StaticPool: no timeout
+        kwargs["pool_timeout"] = pool_timeout
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

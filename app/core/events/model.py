@@ -18,6 +18,7 @@ class Event:
     project_id: int | None = None
     run_id: uuid.UUID | None = None
     session_id: str | None = None
+    flow_id: uuid.UUID | None = None
     # Set by the event log when the event is written.
     id: uuid.UUID | None = None
     user_seq: int | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -19,13 +20,11 @@ from app.core.events import Event, EventTypes
 from app.core.ratelimit import FailureLimiter
 from app.core.security import (
     InvalidToken,
+    PasswordHasher,
     Role,
-    burn_password_check,
     create_token,
     decode_token,
-    hash_password,
     token_digest,
-    verify_password,
 )
 from app.models import BackofficeUser, RefreshToken, User
 
@@ -35,11 +34,26 @@ logger = logging.getLogger("cascade.auth")
 _BAD_CREDENTIALS = "invalid credentials"
 
 
+@dataclass
+class _LoginKeys:
+    """A login attempt's rate-limit keys: the identifier (and, once known, the account)
+    against the per-identifier budget, the client address against the per-address one."""
+
+    identifier: list[str]
+    address: str
+
+
 class AuthManager:
     def __init__(self, registry: Registry) -> None:
         self._settings = registry.get(Settings)
         self._bus = registry.get(EventBus)
-        self._limiter = FailureLimiter(self._settings.LOGIN_FAILURES_PER_MINUTE)
+        self._hasher = registry.get(PasswordHasher)
+        # Two budgets (DESIGN.md §8): a tight one per identifier and account, and a looser one
+        # per client address, so one account's failures never throttle the correct login of
+        # another account behind the same address (an office, a NAT).
+        self._identifier_limiter = FailureLimiter(self._settings.LOGIN_FAILURES_PER_MINUTE)
+        self._address_limiter = FailureLimiter(
+            self._settings.LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE)
 
     # --- tokens ------------------------------------------------------------------------------
     async def issue_pair(
@@ -105,17 +119,24 @@ class AuthManager:
         return user is not None and user.is_active and user.deleted_at is None
 
     # --- login -------------------------------------------------------------------------------
-    def _check_rate(self, identifier: str, client: str) -> tuple[str, ...]:
+    def _check_rate(self, identifier: str, client: str) -> _LoginKeys:
         # The identifier as login matches it (trimmed, any case): " Bob" is no fresh budget.
-        keys = (f"id:{identifier.strip().lower()}", f"ip:{client}")
+        keys = _LoginKeys(identifier=[f"id:{identifier.strip().lower()}"],
+                          address=f"ip:{client}")
         self._refuse_if_limited(keys)
         return keys
 
-    def _refuse_if_limited(self, keys: tuple[str, ...]) -> None:
-        wait = self._limiter.retry_after(*keys)
-        if wait is not None:
+    def _refuse_if_limited(self, keys: _LoginKeys) -> None:
+        waits = [w for w in (self._identifier_limiter.retry_after(*keys.identifier),
+                             self._address_limiter.retry_after(keys.address)) if w is not None]
+        if waits:
             raise TooManyRequests("too many failed logins; try again later",
-                                  code="too_many_attempts", headers={"Retry-After": str(wait)})
+                                  code="too_many_attempts",
+                                  headers={"Retry-After": str(max(waits))})
+
+    def _record_failure(self, keys: _LoginKeys) -> None:
+        self._identifier_limiter.record_failure(*keys.identifier)
+        self._address_limiter.record_failure(keys.address)
 
     async def login(self, session: AsyncSession, identifier: str, password: str,
                     client: str) -> tuple[User, str, str]:
@@ -124,15 +145,18 @@ class AuthManager:
         user = (await session.execute(select(User).where(
             or_(User.email == ident, func.lower(User.username) == ident),
             User.deleted_at.is_(None)))).scalar_one_or_none()
+        # End the read before bcrypt, so no connection (nor SQLite's write lock) is held
+        # through the hashing; the loaded user stays usable (expire_on_commit=False).
+        await session.commit()
         if user is None:
-            burn_password_check(password)
-            self._limiter.record_failure(*keys)
+            await self._hasher.burn(password)
+            self._record_failure(keys)
             raise Unauthorized(_BAD_CREDENTIALS, code="invalid_credentials")
         # One budget per account too, so its email and its username do not add up to two.
-        account_key = (f"user:{user.id}",)
-        self._refuse_if_limited(account_key)
-        if not verify_password(password, user.password_hash) or not user.is_active:
-            self._limiter.record_failure(*keys, *account_key)
+        keys.identifier.append(f"user:{user.id}")
+        self._refuse_if_limited(keys)
+        if not await self._hasher.verify(password, user.password_hash) or not user.is_active:
+            self._record_failure(keys)
             await self._bus.emit_in(session, Event(
                 EventTypes.AUTH_LOGIN_FAILED, {"user_id": user.id, "reason": "bad_credentials"},
                 user_id=user.id))
@@ -152,11 +176,12 @@ class AuthManager:
         admin = (await session.execute(select(BackofficeUser).where(
             or_(BackofficeUser.email == ident, func.lower(BackofficeUser.username) == ident))
         )).scalar_one_or_none()
+        await session.commit()  # no transaction held through bcrypt (see login)
         if admin is None:
-            burn_password_check(password)
-        if admin is None or not verify_password(password, admin.password_hash) \
+            await self._hasher.burn(password)
+        if admin is None or not await self._hasher.verify(password, admin.password_hash) \
                 or not admin.is_active:
-            self._limiter.record_failure(*keys)
+            self._record_failure(keys)
             raise Unauthorized(_BAD_CREDENTIALS, code="invalid_credentials")
         access, refresh, _ = await self.issue_pair(session, subject=admin.id, role="admin")
         return admin, access, refresh
@@ -164,13 +189,14 @@ class AuthManager:
     async def create_admin(self, session: AsyncSession, email: str, username: str,
                            password: str) -> BackofficeUser:
         email = email.lower()
+        # Hashed before the first statement: no transaction is open through bcrypt.
+        password_hash = await self._hasher.hash(password)
         taken = (await session.execute(select(BackofficeUser.id).where(
             or_(BackofficeUser.email == email,
                 func.lower(BackofficeUser.username) == username.lower())))).first()
         if taken is not None:
             raise Conflict("an admin with that email or username exists", code="admin_taken")
-        admin = BackofficeUser(email=email, username=username,
-                               password_hash=hash_password(password, self._settings.BCRYPT_ROUNDS))
+        admin = BackofficeUser(email=email, username=username, password_hash=password_hash)
         session.add(admin)
         try:
             await session.flush()

@@ -20,7 +20,7 @@ from app.core.errors import AppError
 from app.core.events import Event
 from app.core.ws import encode
 from app.core.ws.tunnel import Outgoing
-from app.models import EventLog, Flow, Run, User
+from app.models import EventLog, Flow, User
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class EventFilter:
 def event_from_row(row: EventLog) -> Event:
     return Event(type=row.event_name, payload=row.payload, user_id=row.user_id,
                  project_id=row.project_id, run_id=row.run_id, session_id=row.session_id,
+                 flow_id=row.flow_id,
                  id=row.id, user_seq=row.user_seq, run_seq=row.run_seq,
                  created_at=row.created_at)
 
@@ -45,6 +46,7 @@ def row_to_dict(row: EventLog) -> dict[str, Any]:
         "id": str(row.id), "type": row.event_name, "payload": row.payload,
         "user_id": row.user_id, "project_id": row.project_id,
         "run_id": str(row.run_id) if row.run_id else None, "run_seq": row.run_seq,
+        "flow_id": str(row.flow_id) if row.flow_id else None,
         "user_seq": row.user_seq, "session_id": row.session_id,
         "created_at": row.created_at.isoformat(),
     }
@@ -83,10 +85,7 @@ class EventLogManager:
         if filters.run_id is not None:
             query = query.where(EventLog.run_id == filters.run_id)
         if filters.flow_id is not None:
-            run_ids = select(Run.id).where(Run.flow_id == filters.flow_id)
-            flow_key = str(filters.flow_id)
-            query = query.where(or_(EventLog.run_id.in_(run_ids),
-                                    EventLog.payload["flow_id"].as_string() == flow_key))
+            query = query.where(EventLog.flow_id == filters.flow_id)
         if filters.type_prefix:
             prefix = filters.type_prefix
             query = query.where(or_(EventLog.event_name == prefix.rstrip(".*"),

@@ -17,7 +17,7 @@ from app.core.db.hooks import run_after_commit
 from app.core.di import Registry
 from app.core.errors import AppError
 from app.core.ws import ConnectionManager, Tunnel, error_message
-from app.models import Run, User
+from app.models import User
 
 if TYPE_CHECKING:
     from app.modules.execution.manager import ExecutionManager
@@ -50,9 +50,11 @@ async def _tunnel_user(session: AsyncSession, tunnel: Tunnel) -> User:
     return user
 
 
-def _accepted(message_type: str, run: Run, request_id: str | None) -> dict[str, Any]:
+def _accepted(message_type: str, run_id: uuid.UUID, status: str, request_id: str | None,
+              **extra: Any) -> dict[str, Any]:
     return {"type": message_type,
-            "data": {"run_id": str(run.id), "status": run.status, "request_id": request_id}}
+            "data": {"run_id": str(run_id), "status": status, "request_id": request_id,
+                     **extra}}
 
 
 def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) -> None:
@@ -71,13 +73,15 @@ def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) ->
             return
         try:
             async with sessionmaker() as session:
-                run = await execution.start(session, await _tunnel_user(session, tunnel), request)
+                accepted = await execution.start(session, await _tunnel_user(session, tunnel),
+                                                 request)
                 await session.commit()
                 run_after_commit(session)
         except AppError as exc:
             _reply_error(tunnel, exc, request_id)
             return
-        tunnel.send_message(_accepted("execution.accepted", run, request_id))
+        tunnel.send_message(_accepted("execution.accepted", accepted.run_id, accepted.status,
+                                      request_id, warnings=accepted.warnings))
 
     async def cancel(tunnel: Tunnel, data: dict[str, Any], request_id: str | None) -> None:
         data, request_id = _split_request_id(data, request_id)
@@ -93,7 +97,8 @@ def register_tunnel_handlers(registry: Registry, execution: ExecutionManager) ->
         except AppError as exc:
             _reply_error(tunnel, exc, request_id)
             return
-        tunnel.send_message(_accepted("execution.cancel.accepted", run, request_id))
+        tunnel.send_message(_accepted("execution.cancel.accepted", run.id, run.status,
+                                      request_id))
 
     connections.handle("execution.start", start)
     connections.handle("execution.cancel", cancel)

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,6 +68,14 @@ _FLOW_OF_USER = (select(_FLOWS.c.id, _FLOWS.c.project_id, _FLOWS.c.provider_id,
                  .where(_FLOWS.c.id == bindparam("flow_id"),
                         _FLOWS.c.user_id == bindparam("user_id")))
 _INSERT_RUN = insert(cast(Table, Run.__table__))
+
+
+class AcceptedRun(NamedTuple):
+    """What the caller of a run start is told (the 202 body, `execution.accepted`)."""
+
+    run_id: uuid.UUID
+    status: str
+    warnings: list[dict[str, str]]
 
 
 class UserLike(Protocol):
@@ -124,7 +132,7 @@ class ExecutionManager:
         the log still agree."""
         async with self._sessionmaker() as session:
             runs = (await session.execute(
-                select(Run.id, Run.user_id, Run.project_id).where(
+                select(Run.id, Run.user_id, Run.project_id, Run.flow_id).where(
                     Run.status.in_([s.value for s in ACTIVE_RUN_STATUSES])))).all()
             open_nodes = (await session.execute(
                 select(RunNode.run_id, RunNode.node_id).where(
@@ -145,11 +153,12 @@ class ExecutionManager:
                     {"node_id": node_id, "status": NodeStatus.CANCELLED.value,
                      "reason": "interrupted"},
                     user_id=run.user_id, project_id=run.project_id, run_id=run.id,
+                    flow_id=run.flow_id,
                     state=[NodeUpdate(run.id, node_id, {"status": NodeStatus.CANCELLED.value,
                                                         "finished_at": now})]))
             events.append(Event(
                 EventTypes.EXECUTION_FAILED, {"error": error}, user_id=run.user_id,
-                project_id=run.project_id, run_id=run.id,
+                project_id=run.project_id, run_id=run.id, flow_id=run.flow_id,
                 state=[RunUpdate(run.id, {"status": RunStatus.FAILED.value, "error": error,
                                           "finished_at": now})]))
         if events:
@@ -158,7 +167,8 @@ class ExecutionManager:
         return len(runs)
 
     # --- starting a run ----------------------------------------------------------------------
-    async def start(self, session: AsyncSession, user: UserLike, request: RunRequest) -> Run:
+    async def start(self, session: AsyncSession, user: UserLike,
+                    request: RunRequest) -> AcceptedRun:
         if not self._accepting:
             raise AppError("the server is not accepting runs", code="unavailable",
                            status_code=503)
@@ -195,13 +205,12 @@ class ExecutionManager:
                   "graph": raw_graph}
         # A Core insert: the ORM's unit of work cost more than the statement on this path.
         await session.execute(_INSERT_RUN, values)
-        run = Run(**values)  # not in the session; the caller replies with its id and status
         # Count the run against the user's limit now; start it once its row is committed
         # (the runner numbers events against that row).
         self._reserve(user.id, run_id)
         after_commit(session, lambda: self._launch(plan),
                      on_rollback=lambda: self._release(user.id, run_id))
-        return run
+        return AcceptedRun(run_id, RunStatus.QUEUED.value, plan.warnings)
 
     def _validate(self, raw: dict[str, Any], provider_id: str, request: RunRequest) -> Any:
         s = self._settings

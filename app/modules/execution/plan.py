@@ -11,12 +11,14 @@ from pydantic import BaseModel
 
 from app.modules.execution.executors.api import ExecutorSpec
 from app.modules.execution.graph import (
+    UNKNOWN_CONFIG_KEY,
     CommonFields,
     Graph,
     classify_edges,
     common_fields,
     downstream,
     group_by_levels,
+    unknown_config_keys,
     upstream,
     validate_config,
 )
@@ -39,6 +41,8 @@ class RunPlan:
     to_run: frozenset[str]
     cached: dict[str, dict[str, Any]] = field(default_factory=dict)
     trigger_node_id: str | None = None
+    # `data` keys nothing reads: [{node_id, code: "unknown_config_key", key}] (DESIGN.md §3).
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def node_ids(self) -> list[str]:
@@ -86,7 +90,10 @@ def build_plan(
     specs = {node_id: registry[node.type] for node_id, node in sub.nodes.items()}
     configs: dict[str, BaseModel] = {}
     commons: dict[str, CommonFields] = {}
+    warnings: list[dict[str, str]] = []
     for node_id, node in sub.nodes.items():
+        warnings += [{"node_id": node_id, "code": UNKNOWN_CONFIG_KEY, "key": key}
+                     for key in unknown_config_keys(specs[node_id], node.data)]
         config, problems = validate_config(specs[node_id], node.data, node_id=node_id)
         if config is None or problems:
             raise ValueError(f"node {node_id} has an invalid config after validation")
@@ -97,5 +104,5 @@ def build_plan(
         provider_id=provider_id, graph=sub, specs=specs, configs=configs, commons=commons,
         edge_kinds=classify_edges(sub, registry), levels=group_by_levels(sub),
         to_run=frozenset(must_run), cached={n: cached[n] for n in needed_cached},
-        trigger_node_id=trigger_node_id,
+        trigger_node_id=trigger_node_id, warnings=warnings,
     )

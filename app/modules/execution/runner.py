@@ -179,7 +179,7 @@ class Runner:
     # --- events ------------------------------------------------------------------------------
     def _event(self, type_: str, payload: dict[str, Any], *state: Any) -> Event:
         return Event(type_, payload, user_id=self.plan.user_id, project_id=self.plan.project_id,
-                     run_id=self.plan.run_id, state=list(state))
+                     run_id=self.plan.run_id, flow_id=self.plan.flow_id, state=list(state))
 
     def _node_event(self, node_id: str, status: NodeStatus, payload: dict[str, Any],
                     values: dict[str, Any], *, type_: str = EventTypes.EXECUTION_NODE_STATUS,
@@ -216,7 +216,7 @@ class Runner:
         started = self._event(EventTypes.EXECUTION_STARTED, {
             "flow_id": str(plan.flow_id) if plan.flow_id else None,
             "trigger_node_id": plan.trigger_node_id, "provider_id": plan.provider_id,
-            "node_ids": plan.node_ids,
+            "node_ids": plan.node_ids, "warnings": plan.warnings,
         }, RunUpdate(plan.run_id, {"status": RunStatus.RUNNING.value, "started_at": utcnow()}))
         events = [started]
         pending = _STATUS_VALUE[NodeStatus.PENDING]

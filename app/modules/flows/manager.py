@@ -42,7 +42,7 @@ class FlowManager:
     async def _emit(self, session: AsyncSession, event_type: str, flow: Flow) -> None:
         await self._bus.emit_in(session, Event(
             event_type, {"flow_id": str(flow.id), "name": flow.name},
-            user_id=flow.user_id, project_id=flow.project_id))
+            user_id=flow.user_id, project_id=flow.project_id, flow_id=flow.id))
 
     async def list_for(self, session: AsyncSession, user: User,
                        project_id: int | None) -> Sequence[Flow]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from app.api.deps import SessionDep, manager
-from app.api.v1.schemas.execution import RunAccepted, RunRequest
+from app.api.v1.schemas.execution import RunAccepted, RunRequest, RunWarning
 from app.core.auth import CurrentUser, CurrentUserRef
 from app.models import Run, RunNode
 from app.modules.execution.manager import ExecutionManager
@@ -45,8 +45,9 @@ def node_state(node: RunNode) -> dict[str, Any]:
 @router.post("/run", response_model=RunAccepted, status_code=status.HTTP_202_ACCEPTED)
 async def start_run(body: RunRequest, user: CurrentUserRef, session: SessionDep,
                     execution: Execution = manager(Execution)) -> RunAccepted:
-    run = await execution.start(session, user, body)
-    return RunAccepted(run_id=run.id, status=run.status)
+    accepted = await execution.start(session, user, body)
+    return RunAccepted(run_id=accepted.run_id, status=accepted.status,
+                       warnings=[RunWarning(**w) for w in accepted.warnings])
 
 
 @router.get("/runs")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +28,15 @@ class RunRequest(BaseModel):
         return self
 
 
+class RunWarning(BaseModel):
+    """Something the run ignored (DESIGN.md §3): a node `data` key that nothing reads."""
+
+    node_id: str
+    code: Literal["unknown_config_key"]
+    key: str
+
+
 class RunAccepted(BaseModel):
     run_id: uuid.UUID
     status: str
+    warnings: list[RunWarning] = Field(default_factory=list)

@@ -2,8 +2,10 @@
 
 from app.modules.execution.graph.config import (
     COMMON_FIELDS,
+    UNKNOWN_CONFIG_KEY,
     CommonFields,
     common_fields,
+    unknown_config_keys,
     validate_config,
 )
 from app.modules.execution.graph.edges import classify_edges, edge_kind
@@ -31,6 +33,7 @@ from app.modules.execution.graph.validation import validate_graph
 
 __all__ = [
     "COMMON_FIELDS",
+    "UNKNOWN_CONFIG_KEY",
     "CommonFields",
     "CycleError",
     "Graph",
@@ -50,6 +53,7 @@ __all__ = [
     "parents",
     "parse_graph",
     "parse_graph_lenient",
+    "unknown_config_keys",
     "upstream",
     "validate_config",
     "validate_graph",

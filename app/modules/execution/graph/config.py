@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from app.modules.execution.executors.api import ExecutorSpec
 from app.modules.execution.graph.problems import INVALID_NODE_CONFIG, GraphProblem
 
 COMMON_FIELDS = ("model", "timeout_s", "max_attempts")
+# Keys a builder puts in every node's `data` for itself: ignored without a warning.
+BUILDER_KEYS = frozenset({"label"})
+UNKNOWN_CONFIG_KEY = "unknown_config_key"
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,17 @@ def validate_config(
     return None, problems
 
 
-def _declared_keys(model: type[BaseModel]) -> set[str]:
+def unknown_config_keys(spec: ExecutorSpec, data: Mapping[str, Any]) -> list[str]:
+    """The keys of a node's `data` that nothing reads: not its executor's config, not a
+    common field, not a builder's own key. They are ignored, and reported as warnings, so a
+    user who wrote `text` where `prompt` was meant can see why the output is empty."""
+    known = _declared_keys(spec.config_model)
+    return [key for key in data
+            if key not in known and key not in COMMON_FIELDS and key not in BUILDER_KEYS]
+
+
+@functools.cache
+def _declared_keys(model: type[BaseModel]) -> frozenset[str]:
     keys: set[str] = set()
     for name, info in model.model_fields.items():
         keys.add(name)
@@ -67,7 +81,7 @@ def _declared_keys(model: type[BaseModel]) -> set[str]:
         for alias in (info.alias, info.validation_alias):
             if isinstance(alias, str):
                 keys.add(alias)
-    return keys
+    return frozenset(keys)
 
 
 def _parse_common(
