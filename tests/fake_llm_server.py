@@ -58,11 +58,12 @@ class RecordedRequest:
 
 @dataclass
 class _Fault:
-    kind: Literal["fail", "slow", "malformed"]
+    kind: Literal["fail", "slow", "malformed", "break"]
     status: int = 500
     body: str | None = None
     seconds: float = 0.0
     malformed: MalformedKind = "invalid_json"
+    after: int = 0  # "break": pieces streamed before the error event
 
 
 @dataclass
@@ -91,7 +92,8 @@ class _Script:
 
 
 def _copy(fault: _Fault) -> _Fault:
-    return _Fault(fault.kind, fault.status, fault.body, fault.seconds, fault.malformed)
+    return _Fault(fault.kind, fault.status, fault.body, fault.seconds, fault.malformed,
+                  fault.after)
 
 
 class FakeLLMServer:
@@ -157,6 +159,12 @@ class FakeLLMServer:
         """The next `n` requests answer 200 with a broken body: "invalid_json" (not JSON; in a
         stream, a chunk that is not JSON) or "missing_fields" (JSON without the answer)."""
         self._script.queue(_Fault("malformed", malformed=kind), n, path)
+
+    def break_stream_next(self, n: int = 1, after: int = 1, *, path: str | None = None) -> None:
+        """The next `n` streamed answers send `after` pieces of the reply, then an error event
+        (the provider failing part-way: a transient error for the engine) and end. A request
+        that does not stream answers normally."""
+        self._script.queue(_Fault("break", after=after), n, path)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -245,7 +253,9 @@ class FakeLLMServer:
         malformed = fault.malformed if fault is not None and fault.kind == "malformed" else None
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = _chat_stream(model, reply, usage if include_usage else None, malformed)
+            break_after = fault.after if fault is not None and fault.kind == "break" else None
+            events = _chat_stream(model, reply, usage if include_usage else None, malformed,
+                                  break_after)
             return _sse(events)
         if malformed == "invalid_json":
             return Response('{"id": "chatcmpl-fake", "choices": [', media_type="application/json")
@@ -374,7 +384,11 @@ def _data(payload: dict[str, Any], event: str | None = None) -> str:
 
 
 async def _chat_stream(
-    model: str, reply: str, usage: dict[str, int] | None, malformed: MalformedKind | None
+    model: str,
+    reply: str,
+    usage: dict[str, int] | None,
+    malformed: MalformedKind | None,
+    break_after: int | None = None,
 ) -> AsyncIterator[str]:
     base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model}
 
@@ -388,7 +402,12 @@ async def _chat_stream(
         yield "data: {not json\n\n"
     elif malformed == "missing_fields":
         yield _data(base)  # a chunk with no "choices"
-    for piece in pieces[1:]:
+    for number, piece in enumerate(pieces[1:], start=1):
+        if number == break_after:
+            # What OpenAI-compatible servers send when they fail mid-stream; the SDK raises.
+            error = {"message": "fake overload mid-stream", "type": "server_error"}
+            yield _data({"error": error})
+            return
         await asyncio.sleep(0)  # let each piece go out as its own write
         yield chunk({"content": piece})
     yield chunk({}, finish="stop")

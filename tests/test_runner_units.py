@@ -91,7 +91,8 @@ PIECES = ["Once ", "upon ", "a ", "time", ", ", "in ", "a ", "", "land ", "far "
 
 async def test_stream_coalescer_without_interval_sends_every_delta() -> None:
     sink, run_id = Sink(), uuid.uuid4()
-    stream = StreamCoalescer(sink, user_id=7, run_id=run_id, node_id="n1", interval_s=0)
+    stream = StreamCoalescer(sink, user_id=7, run_id=run_id, node_id="n1", attempt=1,
+                             interval_s=0)
     for piece in PIECES:
         await stream.push(piece)
     await stream.flush()
@@ -101,13 +102,14 @@ async def test_stream_coalescer_without_interval_sends_every_delta() -> None:
     for event in sink.events:
         assert event.type == EventTypes.EXECUTION_NODE_STREAM and not event.persisted
         assert (event.user_id, event.run_id, event.payload["node_id"]) == (7, run_id, "n1")
+        assert event.payload["attempt"] == 1
         message = event.to_message()
         assert "cursor" not in message and message["data"]["run_id"] == str(run_id)
 
 
 async def test_stream_coalescer_batches_within_the_interval() -> None:
     sink = Sink()
-    stream = StreamCoalescer(sink, user_id=1, run_id=uuid.uuid4(), node_id="n",
+    stream = StreamCoalescer(sink, user_id=1, run_id=uuid.uuid4(), node_id="n", attempt=1,
                              interval_s=0.5)
     for piece in PIECES[:4]:
         await stream.push(piece)
@@ -127,15 +129,19 @@ async def test_stream_coalescer_batches_within_the_interval() -> None:
 
 async def test_stream_coalescer_reset_drops_a_failed_attempts_buffer() -> None:
     sink = Sink()
-    stream = StreamCoalescer(sink, user_id=1, run_id=uuid.uuid4(), node_id="n",
+    stream = StreamCoalescer(sink, user_id=1, run_id=uuid.uuid4(), node_id="n", attempt=1,
                              interval_s=30)
     await stream.push("sent ")
     await stream.push("never ")
     await stream.push("sent")
-    stream.reset()
-    await stream.push("retry")
+    stream.reset(2)
+    # The next attempt's first delta goes out at once, although the interval has not passed.
+    await stream.push("retry ")
+    await stream.push("done")
+    assert sink.deltas == ["sent ", "retry "]
     await stream.flush()
-    assert sink.deltas == ["sent ", "retry"]
+    assert sink.deltas == ["sent ", "retry ", "done"]
+    assert [e.payload["attempt"] for e in sink.events] == [1, 2, 2]
 
 
 # --- the node status machine -------------------------------------------------------------------

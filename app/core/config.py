@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = 2 * 1024 * 1024
     WS_MAX_FRAME_BYTES: int = 2 * 1024 * 1024
     WS_MAX_TUNNELS_PER_USER: int = 5
-    WS_SEND_QUEUE_SIZE: int = 16384
+    WS_SEND_QUEUE_BYTES: int = Field(default=4 * 1024 * 1024, ge=1)
     WS_PING_INTERVAL_S: float = 25.0
     WS_IDLE_TIMEOUT_S: float = 60.0
     WS_REPLAY_BATCH: int = 500

@@ -56,7 +56,7 @@ STALL_PAYLOAD = 8192
 # past that cap (raised for them) to show where a larger fan-out lands.
 FLEETS = [(200, 5), (1000, 1), (50, 20), (10, 100)]
 PHASE_A_S = 8.0
-QUEUE_SIZE = 1000
+QUEUE_BYTES_QUICK = 256 * 1024  # quick mode: an eviction within its short phase B
 PHASE_B_MAX_S = 30.0
 FLEET_RATE = 200.0  # events/s over the fleet
 STALL_RATE = 200.0  # events/s for the observer's user
@@ -413,7 +413,7 @@ class FleetResult:
 
 
 async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
-                         fleet_rate: float, observer_rate: float, queue_size: int,
+                         fleet_rate: float, observer_rate: float, queue_bytes: int,
                          ) -> FleetResult:
     """One fleet shape, on its own server (and users), for heavy_repeats rounds."""
     import uvicorn
@@ -432,7 +432,7 @@ async def _measure_fleet(options: Options, url: str, users: int, per_user: int,
     fleet_users, observer_user = ids[:users], ids[users]
     settings = Settings(_env_file=None, DATABASE_URL=url, JWT_SECRET=JWT_SECRET,
                         LOG_LEVEL="WARNING", WS_MAX_TUNNELS_PER_USER=max(per_user, 5),
-                        WS_SEND_QUEUE_SIZE=queue_size)
+                        WS_SEND_QUEUE_BYTES=queue_bytes)
 
     def token(user_id: int) -> str:
         return create_token(secret=JWT_SECRET, subject=user_id, role="user", typ="access",
@@ -576,15 +576,15 @@ async def measure(options: Options, dbs: Databases) -> Section:
     fleets = [(2, 5)] if options.quick else FLEETS
     fleet_rate, observer_rate = (50.0, 200.0) if options.quick else (FLEET_RATE, STALL_RATE)
     # A stalled socket is evicted once the kernel's buffers (~3 MB on loopback) and its send
-    # queue are full; a queue of QUEUE_SIZE makes that seconds, whatever the default is.
-    default_queue = Settings.model_fields["WS_SEND_QUEUE_SIZE"].default
+    # queue (bounded in bytes) are full: with the default, a few seconds of the observer's load.
+    default_queue = Settings.model_fields["WS_SEND_QUEUE_BYTES"].default
     default_cap = Settings.model_fields["WS_MAX_TUNNELS_PER_USER"].default
-    queue_size = 20 if options.quick else QUEUE_SIZE
+    queue_bytes = QUEUE_BYTES_QUICK if options.quick else default_queue
     results = []
     for i, (users, per_user) in enumerate(fleets):
         url = await dbs.postgres(f"tunnels{i}")
         results.append(await _measure_fleet(options, url, users, per_user, fleet_rate,
-                                            observer_rate, queue_size))
+                                            observer_rate, queue_bytes))
 
     section.headers = ["fleet", "phase", "fan-out", "deliveries/s", "p50 ms", "p99 ms",
                        "max ms", "emit→commit p50 / p99 ms", "server loop lag p99 / max ms",
@@ -629,8 +629,8 @@ async def measure(options: Options, dbs: Databases) -> Section:
         f"Its own server process and database. One observer user gets {observer_rate:g} "
         f"`execution.node.stream` deltas/s (ephemeral, not logged) of {STALL_PAYLOAD} random "
         "bytes (base64) in both phases, so the load is equal; its socket has a 4 KB receive "
-        f"buffer. `WS_SEND_QUEUE_SIZE={queue_size}` (default {default_queue}: the same "
-        "mechanism, only a later eviction), default heartbeat settings, "
+        f"buffer. `WS_SEND_QUEUE_BYTES={queue_bytes}` (the default is {default_queue}), "
+        "default heartbeat settings, "
         f"`WS_MAX_TUNNELS_PER_USER` at its default ({default_cap}) or raised to the fan-out "
         "where it is larger.",
         f"Latency = receipt in the client process − dispatch right after commit. Median of "

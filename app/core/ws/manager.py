@@ -9,7 +9,7 @@ from typing import Any
 
 from app.core.events import Event
 from app.core.ws.messages import CloseCode, encode
-from app.core.ws.tunnel import Outgoing, Tunnel
+from app.core.ws.tunnel import Outgoing, Tunnel, text_bytes
 
 logger = logging.getLogger("cascade.ws")
 
@@ -46,6 +46,9 @@ class ConnectionManager:
             return len(self._tunnels.get(user_id, ()))
         return sum(len(t) for t in self._tunnels.values())
 
+    def tunnels_of(self, user_id: int) -> list[Tunnel]:
+        return list(self._tunnels.get(user_id, ()))
+
     def handle(self, message_type: str, handler: MessageHandler) -> None:
         self.message_handlers[message_type] = handler
 
@@ -66,11 +69,13 @@ class ConnectionManager:
             self._offer_all(tunnels, (None, text))
 
     def _offer_all(self, tunnels: set[Tunnel], item: Outgoing) -> None:
+        size = text_bytes(item[1])  # once per message, not once per tunnel
         for tunnel in list(tunnels):
-            if not tunnel.offer(item):
+            if not tunnel.offer(item, size):
                 # A stalled reader: drop it now so it costs nobody else anything; the client
                 # resumes from its cursor.
-                logger.info("closing slow tunnel of user %s (send queue full)", tunnel.user_id)
+                logger.info("closing slow tunnel of user %s (%d bytes queued)",
+                            tunnel.user_id, tunnel.queued_bytes)
                 self.remove(tunnel)
                 task = asyncio.create_task(tunnel.close(CloseCode.SLOW_CONSUMER, "slow consumer"))
                 self._closing.add(task)

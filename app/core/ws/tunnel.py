@@ -13,6 +13,14 @@ last cursor it sent, and for every persisted event:
 Resume is the same rule: `last_cursor` starts at the client's `after` and the sender first
 reads everything after it from the log, while live events queue behind. Ephemeral messages
 (no cursor) go out as they come.
+
+The queue is bounded in bytes (`WS_SEND_QUEUE_BYTES`, as Centrifugo's client queue), not in
+messages: one 20 KB output weighs as much as a hundred status events. A message's bytes count
+from the moment it is offered until `websocket.send` returns for it. That await is where a
+stalled reader shows: once the kernel's socket buffers and the server's transport buffer are
+full, uvicorn's send waits for the socket to drain, so the queue in front of it grows and
+`offer` refuses past the bound (the ConnectionManager then closes the socket with 4409). Events
+replayed from the log (`_catch_up`) never pass through the queue, so they are not counted.
 """
 
 from __future__ import annotations
@@ -36,9 +44,15 @@ Outgoing = tuple[int | None, str]
 FetchAfter = Callable[[int, int, int | None, int], Awaitable[list[Outgoing]]]
 
 
+def text_bytes(text: str) -> int:
+    """The UTF-8 size of a message. `str.isascii()` reads a flag CPython keeps on the string,
+    so the usual all-ASCII event costs no encoding."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 @dataclass
 class TunnelLimits:
-    queue_size: int
+    queue_bytes: int
     ping_interval_s: float
     idle_timeout_s: float
     replay_batch: int
@@ -55,7 +69,10 @@ class Tunnel:
         self._fetch_after = fetch_after
         self._limits = limits
         self._expires_at = expires_at
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=limits.queue_size)
+        # Unbounded as a Queue: the bound is on `queued_bytes`, checked in `offer`.
+        self._queue: asyncio.Queue[tuple[int | None, str, int]] = asyncio.Queue()
+        self.queued_bytes = 0
+        self.peak_queued_bytes = 0  # the most it ever held (the tests read it)
         self._last_received = time.monotonic()
         self._last_sent = time.monotonic()
         self.closed = asyncio.Event()
@@ -63,14 +80,24 @@ class Tunnel:
         self._closer: asyncio.Future[None] | None = None
 
     # --- called by the ConnectionManager (never blocks) --------------------------------------
-    def offer(self, item: Outgoing) -> bool:
-        """Queue an outgoing message; False when the queue is full (a stalled reader)."""
+    def offer(self, item: Outgoing, size: int | None = None) -> bool:
+        """Queue an outgoing message (`size`: its UTF-8 bytes, when the caller knows them);
+        False when it would take the queued bytes past the bound (a stalled reader).
+
+        An empty queue takes any one message, however large: a client that keeps up is never
+        closed because one event is bigger than the bound."""
         if self.closed.is_set():
             return True
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        cursor, text = item
+        if size is None:
+            size = text_bytes(text)
+        queued = self.queued_bytes + size
+        if queued > self._limits.queue_bytes and self.queued_bytes:
             return False
+        self.queued_bytes = queued
+        if queued > self.peak_queued_bytes:
+            self.peak_queued_bytes = queued
+        self._queue.put_nowait((cursor, text, size))
         return True
 
     def send_message(self, message: dict[str, Any]) -> bool:
@@ -84,16 +111,19 @@ class Tunnel:
         try:
             await self._catch_up(None)
             while True:
-                cursor, text = await self._queue.get()
+                cursor, text, size = await self._queue.get()
                 if cursor is None:
                     await self._send(text)
                 elif cursor <= self.last_cursor:
-                    continue
+                    pass
                 else:
                     if cursor > self.last_cursor + 1:
                         await self._catch_up(cursor - 1)
                     await self._send(text)
                     self.last_cursor = cursor
+                # Released only now: while `_send` waits on a stalled socket the message
+                # still counts against the bound.
+                self.queued_bytes -= size
         except Exception as exc:  # the socket went away under us
             logger.debug("tunnel sender for user %s stopped: %r", self.user_id, exc)
             await self.close(CloseCode.GOING_AWAY)

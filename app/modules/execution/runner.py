@@ -306,6 +306,7 @@ class Runner:
             if stream is None:
                 stream = StreamCoalescer(self._publish, user_id=plan.user_id,
                                          run_id=plan.run_id, node_id=node_id,
+                                         attempt=attempt,
                                          interval_s=self._limits.stream_interval_s)
             await stream.push(delta)
 
@@ -339,7 +340,7 @@ class Runner:
                                          f"{type(output).__name__}, not NodeOutput")
             if isinstance(output, NodeFailure):
                 if stream is not None:
-                    stream.reset()
+                    stream.reset(attempt + 1)
                 self._count_tokens(ctx)
                 if output.transient and attempt < max_attempts:
                     await asyncio.sleep(backoff_delay(attempt, self._limits))

@@ -94,7 +94,7 @@ async def tunnel_endpoint(websocket: WebSocket) -> None:
     tunnel = Tunnel(
         websocket, user_id, after=start,
         fetch_after=partial(events.fetch_after, sessionmaker),
-        limits=TunnelLimits(queue_size=settings.WS_SEND_QUEUE_SIZE,
+        limits=TunnelLimits(queue_bytes=settings.WS_SEND_QUEUE_BYTES,
                             ping_interval_s=settings.WS_PING_INTERVAL_S,
                             idle_timeout_s=settings.WS_IDLE_TIMEOUT_S,
                             replay_batch=settings.WS_REPLAY_BATCH),
