@@ -312,7 +312,11 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
             nodes={nodes} edges={edges} nodeTypes={nodeTypes} edgeTypes={edgeTypes}
             onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
             isValidConnection={isValidConnection}
-            defaultViewport={initial.viewport} fitView={isRecord(flow.graph_data) && !isRecord(flow.graph_data.viewport) && initial.nodes.length > 0}
+            defaultViewport={initial.viewport}
+            // ReactFlowProvider's store exists before <ReactFlow> mounts, so set the saved
+            // viewport explicitly as well.
+            onInit={(instance) => { if (isRecord(flow.graph_data) && isRecord(flow.graph_data.viewport)) void instance.setViewport(initial.viewport); }}
+            fitView={isRecord(flow.graph_data) && !isRecord(flow.graph_data.viewport) && initial.nodes.length > 0}
             onMoveEnd={(event) => { if (event) touch(); }}
             onSelectionChange={({ nodes: sel }) => setSelectedId(sel.length === 1 && sel[0] ? sel[0].id : null)}
             onNodeContextMenu={(e, node) => { e.preventDefault(); setMenu({ id: node.id, x: e.clientX, y: e.clientY }); }}
