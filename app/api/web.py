@@ -104,7 +104,7 @@ async def serve_page(request: Request) -> Response:
     if not index.is_file():
         return error_response(
             request, 503, "page_not_built",
-            f"the web page is not built ({index} is missing): the API still works under "
+            "the web page is not built (app/web/dist/index.html is missing): the API works under "
             "/api/v1; build the page with `npm ci && npm run build` in web/")
     path: str = request.path_params.get("path", "")
     if path.startswith("assets/"):

@@ -33,7 +33,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(server: PageServer) -> Iterator[Browser]:
+    # After the server: sync Playwright runs its own event loop in this thread for as long as
+    # it lives, and the server's database is made with asyncio.run (alembic) before it.
     missing = chromium_missing()
     if missing is not None:
         if IN_CI:
@@ -92,8 +94,9 @@ def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Pa
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.dialogs = dialogs  # type: ignore[attr-defined]
     yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
+    # A scenario may fail in a fixture that drives the page (signing up) or in the test.
+    reports = [getattr(request.node, f"report_{when}", None) for when in ("setup", "call")]
+    if any(report is not None and report.failed for report in reports):
         ARTIFACTS.mkdir(exist_ok=True)
         name = re.sub(r"[^\w.-]+", "_", request.node.nodeid.split("::", 1)[-1])
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
