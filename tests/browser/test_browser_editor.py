@@ -151,9 +151,10 @@ def test_history_paints_a_past_run_and_the_event_log_shows_the_log(page: Page, a
     second = start_run(page)
     assert wait_run_end(page, second) == "succeeded"
 
-    history = visible(page.get_by_test_id("run-history"))
-    if not page.get_by_test_id(f"run-row-{first}").is_visible():
-        history.click()  # a toggle that opens the panel
+    if not page.get_by_test_id("run-history").is_visible():
+        # §9 names the panel, not what opens it: a person presses the "History" button.
+        page.get_by_role("button", name="History", exact=True).click()
+    expect(page.get_by_test_id("run-history")).to_be_visible()
     expect(page.get_by_test_id(f"run-row-{first}")).to_be_visible()
     expect(page.get_by_test_id(f"run-row-{second}")).to_be_visible()
     page.get_by_test_id(f"run-row-{first}").click()

@@ -48,7 +48,7 @@ def api(page: Page, server: PageServer) -> Iterator[Api]:
 def test_token_expiry_mid_run_loses_no_event(page: Page, api: Api,
                                              fake_llm: FakeLLMServer) -> None:
     sockets: list[WebSocket] = []
-    page.on("websocket", sockets.append)
+    page.on("websocket", lambda socket: sockets.append(socket))
     flow_id = seed_flow(api, "Expiring", chain_graph([
         ("initialPrompt", {"prompt": "keep going"}), ("promptEnhancer", {}),
         ("grammarFix", {}), ("textOutput", {})]))
