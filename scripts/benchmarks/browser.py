@@ -80,7 +80,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _measure_sync(database_url: str, log: Path, n: int, rounds: int) -> dict[str, Any]:
+def _heap_mb(cdp: Any) -> float:
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return float(metrics["JSHeapUsedSize"]) / 2**20
+
+
+def _measure_sync(database_url: str, log: Path, n: int, rounds: int,
+                  warmup: bool) -> dict[str, Any]:
     # Imported here: Playwright is a test extra; the other parts do not need it.
     from playwright.sync_api import sync_playwright
 
@@ -97,7 +103,8 @@ def _measure_sync(database_url: str, log: Path, n: int, rounds: int) -> dict[str
     from tests.browser.server import PageServer
 
     server = PageServer(database_url, _free_port(), log).start()
-    results: dict[str, Any] = {"latency_ms": [], "heap_mb": [], "rendered": 0, "statuses": []}
+    results: dict[str, Any] = {"latency_ms": [], "heap_mb": [], "heap_gc_mb": [], "rendered": 0,
+                               "statuses": []}
     try:
         with sync_playwright() as playwright:
             browser = launch(playwright)
@@ -113,7 +120,7 @@ def _measure_sync(database_url: str, log: Path, n: int, rounds: int) -> dict[str
             api.close()
             cdp = context.new_cdp_session(page)
             cdp.send("Performance.enable")
-            for round_no in range(rounds):
+            for round_no in range(0 if warmup else 1, rounds + 1):
                 open_flow(page, flow_id)
                 page.wait_for_function(
                     "(n) => document.querySelectorAll('[data-testid^=\"rf__node-\"]')"
@@ -123,18 +130,24 @@ def _measure_sync(database_url: str, log: Path, n: int, rounds: int) -> dict[str
                 page.evaluate("(n) => { const b = window.__cascadeBench; b.arrival = null;"
                               " b.painted = null; b.status.clear(); b.expected = n; }", rendered)
                 run_id = start_run(page)
-                results["statuses"].append(wait_run_end(page, run_id, timeout_ms=300_000))
+                status = wait_run_end(page, run_id, timeout_ms=300_000)
                 page.wait_for_function("window.__cascadeBench.painted !== null")
                 timing = page.evaluate("({arrival: window.__cascadeBench.arrival,"
                                        " painted: window.__cascadeBench.painted})")
-                metrics = {m["name"]: m["value"]
-                           for m in cdp.send("Performance.getMetrics")["metrics"]}
                 latency = float(timing["painted"]) - float(timing["arrival"])
-                heap = metrics["JSHeapUsedSize"] / 2**20
-                progress(f"  browser round {round_no + 1}: last event → last node painted "
-                         f"{latency:.0f} ms, JS heap {heap:.1f} MiB, {rendered} node elements")
+                heap = _heap_mb(cdp)
+                cdp.send("HeapProfiler.collectGarbage")
+                heap_gc = _heap_mb(cdp)
+                label = "warm-up" if round_no == 0 else f"round {round_no}"
+                progress(f"  browser {label}: last event → last node painted {latency:.0f} ms, "
+                         f"JS heap {heap:.1f} MiB ({heap_gc:.1f} MiB after a GC), "
+                         f"{rendered} node elements, run {status}")
+                if round_no == 0:
+                    continue
+                results["statuses"].append(status)
                 results["latency_ms"].append(latency)
                 results["heap_mb"].append(heap)
+                results["heap_gc_mb"].append(heap_gc)
                 results["rendered"] = rendered
             browser.close()
     finally:
@@ -155,22 +168,23 @@ async def measure(options: Options, dbs: Databases) -> Section:
     url = await dbs.sqlite("browser")
     # Sync Playwright runs its own event loop: give it a thread of its own.
     results = await asyncio.to_thread(_measure_sync, url, dbs.tmp / "browser-uvicorn.log", n,
-                                      rounds)
+                                      rounds, options.warmup)
     latency = median(results["latency_ms"])
-    heap = median(results["heap_mb"])
     section.headers = ["flow", "last event → last node painted", "JS heap after the run",
-                       "node elements", "runs"]
+                       "after a GC", "node elements", "runs"]
     section.rows.append([f"{n} nodes (1 → {n - 1}), echo, token stream on",
-                         f"{fmt(latency, 0)} ms", f"{fmt(heap)} MiB", str(results["rendered"]),
+                         f"{fmt(latency, 0)} ms", f"{fmt(median(results['heap_mb']))} MiB",
+                         f"{fmt(median(results['heap_gc_mb']))} MiB", str(results["rendered"]),
                          ", ".join(results["statuses"])])
     section.targets.append((f"{n}-node run from the page: last event → last node painted "
                             f"< {TARGET_MS:.0f} ms", f"{fmt(latency, 0)} ms",
                             latency < TARGET_MS and set(results["statuses"]) == {"succeeded"}))
     section.notes += [
-        f"Median of {rounds} run(s) in Debian's Chromium (headless) on the same machine as "
-        "the server; times on the page's own clock (performance.now()). Arrival is the last "
+        f"Median of {rounds} run(s) {options.warm} in Debian's Chromium (headless) on the "
+        "same machine as the server, the page reloaded before each; times on the page's own "
+        "clock (performance.now()). Arrival is the last "
         "`execution.node.*` frame at the page's WebSocket; painted is the frame after every "
         "node element shows `data-status=\"completed\"`. The heap is Chrome's JSHeapUsedSize "
-        "after the run, without a forced garbage collection.",
+        "after the run, then after a forced garbage collection (HeapProfiler.collectGarbage).",
     ]
     return section
