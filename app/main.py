@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.api.web import install_web
 from app.core.bus import EventBus
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, *, include_plugins: bool = True
     app.include_router(build_router(discovered))
     # /health also at the root, for load balancers.
     app.include_router(discovered.routers["health"])
+    install_web(app)  # last: the page's catch-all route for every non-API path
     if settings.CORS_ORIGINS:
         app.add_middleware(CORSMiddleware, allow_origins=settings.CORS_ORIGINS,
                            allow_credentials="*" not in settings.CORS_ORIGINS,
