@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.auth import LoginRequest, LoginResponse, RefreshRequest, TokenPair
 from app.api.v1.schemas.users import UserOut
 from app.modules.auth.manager import AuthManager
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = api_router(prefix="/auth", tags=["auth"])
 
 
 def client_address(request: Request) -> str:

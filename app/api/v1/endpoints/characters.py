@@ -4,16 +4,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.characters import CharacterCreate, CharacterOut, CharacterUpdate
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.core.auth import CurrentUser
 from app.models import ConsistentCharacter
 from app.modules.characters.manager import CharacterManager
 
-router = APIRouter(prefix="/characters", tags=["characters"])
+router = api_router(prefix="/characters", tags=["characters"])
 Characters = CharacterManager
 
 

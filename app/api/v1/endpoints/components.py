@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.core.auth import CurrentUser
 from app.modules.components.manager import ComponentManager
 
-router = APIRouter(prefix="/components", tags=["components"])
+router = api_router(prefix="/components", tags=["components"])
 
 
 @router.get("")

@@ -4,16 +4,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import SessionDep, SettingsDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.core.auth import PrincipalDep
 from app.core.errors import Forbidden
 from app.modules.events.manager import EventFilter, EventLogManager, row_to_dict
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = api_router(prefix="/events", tags=["events"])
 
 NDJSON = "application/x-ndjson"
 

@@ -3,15 +3,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.execution import RunAccepted, RunRequest
 from app.core.auth import CurrentUser, CurrentUserRef
 from app.models import Run, RunNode
 from app.modules.execution.manager import ExecutionManager
 
-router = APIRouter(prefix="/execution", tags=["execution"])
+router = api_router(prefix="/execution", tags=["execution"])
 Execution = ExecutionManager
 
 

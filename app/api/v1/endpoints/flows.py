@@ -4,16 +4,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.flows import FlowCreate, FlowOut, FlowUpdate
 from app.core.auth import CurrentUser
 from app.models import Flow
 from app.modules.flows.manager import FlowManager
 
-router = APIRouter(prefix="/flows", tags=["flows"])
+router = api_router(prefix="/flows", tags=["flows"])
 
 
 @router.post("", response_model=FlowOut, status_code=status.HTTP_201_CREATED)

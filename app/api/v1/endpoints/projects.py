@@ -3,16 +3,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import Path, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.projects import ProjectCreate, ProjectOut, ProjectSelect
 from app.core.auth import CurrentUser, PrincipalDep
 from app.models import Project
 from app.modules.projects.manager import ProjectManager
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = api_router(prefix="/projects", tags=["projects"])
 Projects = ProjectManager
 ProjectId = Annotated[int, Path(ge=1, le=INT_ID_MAX)]
 

@@ -2,16 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import Path, Response, status
 
 from app.api.deps import SessionDep, manager
+from app.api.routing import api_router
 from app.api.v1.schemas.common import INT_ID_MAX
 from app.api.v1.schemas.users import UserCreate, UserOut
 from app.core.auth import CurrentUser, PrincipalDep
 from app.models import User
 from app.modules.users.manager import UserManager
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = api_router(prefix="/users", tags=["users"])
 UserId = Annotated[int, Path(ge=1, le=INT_ID_MAX)]
 
 
