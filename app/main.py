@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.api.cors import ErrorShapeCORSMiddleware
 from app.core.bus import EventBus
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -110,10 +110,11 @@ def create_app(settings: Settings | None = None, *, include_plugins: bool = True
     app.include_router(build_router(discovered))
     # /health also at the root, for load balancers.
     app.include_router(discovered.routers["health"])
-    if settings.CORS_ORIGINS:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.CORS_ORIGINS,
-                           allow_credentials="*" not in settings.CORS_ORIGINS,
-                           allow_methods=["*"], allow_headers=["*"],
-                           expose_headers=["X-Request-ID"])
+    # Always installed: with CORS_ORIGINS empty no origin is allowed, and a foreign preflight
+    # still gets its 403 in the error shape (simple requests pass untouched either way).
+    app.add_middleware(ErrorShapeCORSMiddleware, allow_origins=settings.CORS_ORIGINS,
+                       allow_credentials="*" not in settings.CORS_ORIGINS,
+                       allow_methods=["*"], allow_headers=["*"],
+                       expose_headers=["X-Request-ID"])
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
     return app
