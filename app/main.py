@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.api.cors import ErrorShapeCORSMiddleware
+from app.api.openapi import install_openapi
 from app.core.bus import EventBus
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, include_plugins: bool = True
     app = FastAPI(title="Cascade", version="0.1.0", lifespan=_lifespan(discovered))
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(build_router(discovered))
     # /health also at the root, for load balancers.
     app.include_router(discovered.routers["health"])

@@ -8,12 +8,14 @@ is taken as authenticated unless DESIGN.md §3 lists it as public (PUBLIC below)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from starlette.convertors import IntegerConvertor
 
 from app.api.routing import AuthFirstRoute
 from app.core.security import create_token
@@ -43,6 +45,7 @@ BAD_BODIES: list[tuple[bytes, dict[str, str]]] = [
     (b"plain words", {"Content-Type": "text/plain"}),
     (b"", JSON),
 ]
+FULL_MATRIX = {"anonymous", "forged user", "deleted account"}
 BAD_QUERY = {"limit": "-5", "project_id": "abc", "run_id": "nope", "flow_id": "nope",
              "since": "yesterday", "cursor": "!", "user_id": str(2**40)}
 
@@ -64,10 +67,19 @@ def authenticated_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
     return found
 
 
-def with_bad_path_params(path: str) -> list[str]:
-    if "{" not in path:
+def with_bad_path_params(path: str, route: APIRoute) -> list[str]:
+    """The path with parameter values that reach the route but fail its validation: an
+    out-of-range id, and a non-id where the path takes any text (a `{x:int}` path takes
+    only digits; other text is another path, a 404)."""
+    def fill(value: Callable[[str], str]) -> str:
+        return re.sub(r"\{([^}:]+)[^}]*\}", lambda m: value(m.group(1)), path)
+
+    digits_only = {name for name, convertor in route.param_convertors.items()
+                   if isinstance(convertor, IntegerConvertor)}
+    if not route.param_convertors:
         return [path]
-    return [re.sub(r"\{[^}]+\}", value, path) for value in ("not-a-valid-id", str(2**40))]
+    return [fill(lambda _name: str(2**40)),
+            fill(lambda name: "0" if name in digits_only else "not-a-valid-id")]
 
 
 def forged_token(secret: str, subject: int, role: str = "user") -> str:
@@ -108,12 +120,15 @@ async def test_every_authenticated_route_refuses_bad_credentials_before_the_body
             ("GET", "/api/v1/events"), ("PATCH", "/api/v1/flows/{flow_id}")} <= seen, seen
     failing = await credentials_that_fail(client, app)
     answers: dict[int, int] = {}
-    for method, path, _route in routes:
-        for url in with_bad_path_params(path):
+    for method, path, route in routes:
+        for url in with_bad_path_params(path, route):
             for name, headers in failing.items():
+                # Every bad body for the three kinds of failure (none, a bad signature, a
+                # dead account); the first two bodies for the other bad tokens.
+                bodies = BAD_BODIES if name in FULL_MATRIX else BAD_BODIES[:1] + BAD_BODIES[4:5]
                 attempts: list[dict[str, Any]] = [{"params": BAD_QUERY}]
                 attempts += [{"content": body, "headers": {**headers, **content_type}}
-                             for body, content_type in BAD_BODIES]
+                             for body, content_type in bodies]
                 for attempt in attempts:
                     attempt.setdefault("headers", headers)
                     r = await client.request(method, url, **attempt)

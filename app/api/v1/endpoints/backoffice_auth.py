@@ -6,6 +6,7 @@ from fastapi import Depends, Header, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import SessionDep, SettingsDep, manager
+from app.api.openapi import errors
 from app.api.routing import api_router
 from app.api.v1.endpoints.auth import client_address
 from app.api.v1.schemas.auth import AdminCreate, AdminLoginResponse, AdminOut, LoginRequest
@@ -38,7 +39,7 @@ async def require_admin_or_bootstrap(
 
 
 @router.post("/create", response_model=AdminOut, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_admin_or_bootstrap)])
+             dependencies=[Depends(require_admin_or_bootstrap)], responses=errors(409))
 async def create_admin(body: AdminCreate, session: SessionDep,
                        auth: AuthManager = manager(AuthManager)) -> AdminOut:
     """An admin creates another; the first comes from scripts/create_admin.py or the
@@ -47,7 +48,7 @@ async def create_admin(body: AdminCreate, session: SessionDep,
     return AdminOut(id=admin.id, email=admin.email, username=admin.username)
 
 
-@router.post("/login", response_model=AdminLoginResponse)
+@router.post("/login", response_model=AdminLoginResponse, responses=errors(401, 429))
 async def admin_login(body: LoginRequest, request: Request, session: SessionDep,
                       auth: AuthManager = manager(AuthManager)) -> AdminLoginResponse:
     admin, access, refresh = await auth.admin_login(session, body.identifier, body.password,
