@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from typing import IO, Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.api.cors import ErrorShapeCORSMiddleware
+from app.api.openapi import install_openapi
 from app.api.web import install_web
 from app.core.bus import EventBus
 from app.core.config import Settings, get_settings
@@ -132,14 +133,16 @@ def create_app(settings: Settings | None = None, *, include_plugins: bool = True
     app = FastAPI(title="Cascade", version="0.1.0", lifespan=_lifespan(discovered))
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(build_router(discovered))
     # /health also at the root, for load balancers.
     app.include_router(discovered.routers["health"])
     install_web(app)  # last: the page's catch-all route for every non-API path
-    if settings.CORS_ORIGINS:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.CORS_ORIGINS,
-                           allow_credentials="*" not in settings.CORS_ORIGINS,
-                           allow_methods=["*"], allow_headers=["*"],
-                           expose_headers=["X-Request-ID"])
+    # Always installed: with CORS_ORIGINS empty no origin is allowed, and a foreign preflight
+    # still gets its 403 in the error shape (simple requests pass untouched either way).
+    app.add_middleware(ErrorShapeCORSMiddleware, allow_origins=settings.CORS_ORIGINS,
+                       allow_credentials="*" not in settings.CORS_ORIGINS,
+                       allow_methods=["*"], allow_headers=["*"],
+                       expose_headers=["X-Request-ID"])
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
     return app

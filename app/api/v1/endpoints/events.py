@@ -4,16 +4,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.auth import PrincipalDep
 from app.api.deps import SessionDep, SettingsDep, manager
-from app.api.v1.schemas.common import INT_ID_MAX
+from app.api.openapi import errors
+from app.api.routing import api_router
+from app.api.v1.schemas.common import INT_ID_MAX, Instant
 from app.core.errors import Forbidden
 from app.modules.events.manager import EventFilter, EventLogManager, row_to_dict
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = api_router(prefix="/events", tags=["events"])
 
 NDJSON = "application/x-ndjson"
 
@@ -23,16 +25,26 @@ def _utc(value: datetime | None) -> datetime | None:
     another offset must be converted first; one given without an offset is taken as UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the first UTC instant we hold
+        return datetime.min.replace(tzinfo=UTC) if value.year == 1 else \
+            datetime.max.replace(tzinfo=UTC)
 
 
-@router.get("", response_model=None)
+@router.get("", response_model=None, responses={
+    **errors(400),
+    200: {"description": "A page of events; with `Accept: application/x-ndjson`, every\n"
+                         "matching event as one JSON object per line",
+          "content": {"application/json": {}, NDJSON: {}}}})
 async def list_events(
     request: Request, principal: PrincipalDep, session: SessionDep, settings: SettingsDep,
     run_id: uuid.UUID | None = None, flow_id: uuid.UUID | None = None,
     type: Annotated[str | None, Query(max_length=100, description="exact or prefix (flow.*)")]
     = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: Instant | None = None, until: Instant | None = None,
     user_id: Annotated[int | None, Query(ge=1, le=INT_ID_MAX,
                                          description="admins: one user's events")] = None,
     cursor: str | None = None,

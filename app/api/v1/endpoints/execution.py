@@ -3,15 +3,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from app.api.auth import CurrentUser, CurrentUserRef
 from app.api.deps import SessionDep, manager
+from app.api.openapi import errors
+from app.api.routing import api_router
 from app.api.v1.schemas.execution import RunAccepted, RunRequest, RunWarning
 from app.models import Run, RunNode
 from app.modules.execution.manager import ExecutionManager
+from app.modules.execution.models import RunStatus
 
-router = APIRouter(prefix="/execution", tags=["execution"])
+router = api_router(prefix="/execution", tags=["execution"])
 Execution = ExecutionManager
 
 
@@ -42,7 +45,8 @@ def node_state(node: RunNode) -> dict[str, Any]:
     }
 
 
-@router.post("/run", response_model=RunAccepted, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/run", response_model=RunAccepted, status_code=status.HTTP_202_ACCEPTED,
+             responses=errors(404, 429))
 async def start_run(body: RunRequest, user: CurrentUserRef, session: SessionDep,
                     execution: Execution = manager(Execution)) -> RunAccepted:
     accepted = await execution.start(session, user, body)
@@ -50,10 +54,10 @@ async def start_run(body: RunRequest, user: CurrentUserRef, session: SessionDep,
                        warnings=[RunWarning(**w) for w in accepted.warnings])
 
 
-@router.get("/runs")
+@router.get("/runs", responses=errors(400))
 async def list_runs(
     user: CurrentUser, session: SessionDep, flow_id: uuid.UUID | None = None,
-    status: str | None = None, cursor: str | None = None,
+    status: RunStatus | None = None, cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     execution: Execution = manager(Execution),
 ) -> dict[str, Any]:
@@ -62,7 +66,7 @@ async def list_runs(
     return {"items": [run_summary(r) for r in runs], "next_cursor": next_cursor}
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", responses=errors(404))
 async def get_run(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                   execution: Execution = manager(Execution)) -> dict[str, Any]:
     run = await execution.get_run(session, user, run_id)
@@ -73,7 +77,8 @@ async def get_run(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
             "skipped_node_ids": [n.node_id for n in nodes if n.status == "skipped"]}
 
 
-@router.post("/runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED,
+             responses=errors(404, 409))
 async def cancel_run(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                      execution: Execution = manager(Execution)) -> dict[str, Any]:
     run = await execution.cancel(session, user, run_id)

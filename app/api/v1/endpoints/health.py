@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-router = APIRouter(tags=["health"])
+from app.api.openapi import errors
+from app.api.routing import api_router
+
+router = api_router(tags=["health"])
 
 
 @router.get("/health")
@@ -14,7 +17,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", response_model=None)
+@router.get("/health/ready", response_model=None, responses=errors(503))
 async def ready(request: Request) -> dict[str, Any] | JSONResponse:
     try:
         async with request.app.state.engine.connect() as conn:

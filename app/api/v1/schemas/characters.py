@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.v1.schemas.common import IntId, Strict
+from app.api.v1.schemas.common import IntId, NotNull, Strict, optional_not_null
 
 
 class CharacterCreate(Strict):
@@ -16,8 +16,8 @@ class CharacterCreate(Strict):
 
 
 class CharacterUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    persona: dict[str, Any] | None = None
+    name: Annotated[str | None, NotNull] = optional_not_null(min_length=1, max_length=200)
+    persona: Annotated[dict[str, Any] | None, NotNull] = optional_not_null()
     project_id: IntId | None = None
 
 

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.api.v1.schemas.common import ProviderIdStr
+
 
 class RunRequest(BaseModel):
     """`POST /execution/run` and the tunnel's `execution.start` (DESIGN.md §3)."""
@@ -15,7 +17,7 @@ class RunRequest(BaseModel):
     nodes: list[Any] | None = None
     edges: list[Any] | None = None
     viewport: dict[str, Any] | None = None
-    provider_id: str | None = Field(default=None, max_length=32)
+    provider_id: ProviderIdStr | None = None
     trigger_node_id: str | None = Field(default=None, max_length=200)
     cached_outputs: dict[str, dict[str, Any]] | None = None
 

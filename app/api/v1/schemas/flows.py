@@ -2,14 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.v1.schemas.common import IntId, Strict
-from app.core.config import PROVIDER_IDS
-
-ProviderId = Field(default=None, json_schema_extra={"enum": list(PROVIDER_IDS)})
+from app.api.v1.schemas.common import IntId, NotNull, ProviderIdStr, Strict, optional_not_null
 
 
 class FlowCreate(Strict):
@@ -17,15 +14,15 @@ class FlowCreate(Strict):
     description: str = Field(default="", max_length=10_000)
     # Stored as sent: React Flow's toObject() plus whatever keys the builder adds.
     graph_data: dict[str, Any] = Field(default_factory=lambda: {"nodes": [], "edges": []})
-    provider_id: str | None = ProviderId
+    provider_id: ProviderIdStr | None = None
     project_id: IntId | None = None
 
 
 class FlowUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=10_000)
-    graph_data: dict[str, Any] | None = None
-    provider_id: str | None = ProviderId
+    name: Annotated[str | None, NotNull] = optional_not_null(min_length=1, max_length=200)
+    description: Annotated[str | None, NotNull] = optional_not_null(max_length=10_000)
+    graph_data: Annotated[dict[str, Any] | None, NotNull] = optional_not_null()
+    provider_id: ProviderIdStr | None = None
     project_id: IntId | None = None
 
 
