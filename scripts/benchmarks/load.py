@@ -142,7 +142,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
     if not await dbs.pg_available():
         section.notes.append(f"PostgreSQL unreachable at {options.pg_url}: its row skipped.")
     section.notes += [
-        f"Server: `scripts/dev` (one uvicorn process, default settings: `DB_POOL_SIZE`, "
+        "Server: `scripts/dev` (one uvicorn process, default settings: `DB_POOL_SIZE`, "
         "`BCRYPT_ROUNDS`, access log on) with `DATABASE_URL` set to a fresh database; SQLite "
         "is a file, as the embedded default. Users, their tokens and their flow "
         "(`initialPrompt` → `textOutput`, provider `echo`) are made through the API.",
