@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
 
 from app.core.json_codec import dumps, loads
 
@@ -121,8 +122,20 @@ class _SQLiteWriteGate:
         # holding the gate until it is returned) begins a new transaction.
         conn.info.pop(self._IN_TX, None)
 
-    def _returned(self, _dbapi_connection: Any, record: Any) -> None:
-        record.info.pop(self._IN_TX, None)
+    def _returned(self, dbapi_connection: Any, record: Any) -> None:
+        # The pool's reset-on-return is off for SQLite (create_engine): a ROLLBACK of a
+        # connection that is in no transaction is one more round trip to the driver's
+        # thread, inside the gate for a writer. Only a transaction still open needs it.
+        if record.info.pop(self._IN_TX, None) and dbapi_connection is not None \
+                and in_greenlet():
+            try:
+                dbapi_connection.rollback()
+            finally:
+                self._release(record)
+        else:
+            self._release(record)
+
+    def _release(self, record: Any) -> None:
         lock = record.info.pop(self._HOLDS, None)
         if lock is not None:
             lock.release()
@@ -147,6 +160,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        # _SQLiteWriteGate rolls back the one kind of connection that needs it.
+        kwargs["pool_reset_on_return"] = None
     else:
         # No pre-ping: it costs a round trip per checkout, which is per commit on the event
         # log's hot path. Connections are recycled instead, and a dead one fails one
