@@ -15,7 +15,7 @@ from pathlib import Path
 from app.core.config import Settings
 from app.core.gc_tuning import tune_gc
 from scripts.benchmarks import browser as browser_part
-from scripts.benchmarks import engine, eventlog, http_runs, parallelism, report, tunnels
+from scripts.benchmarks import engine, eventlog, http_runs, load, parallelism, report, tunnels
 from scripts.benchmarks.common import DEFAULT_PG_URL, ROOT, Databases, Options, Section
 
 Part = Callable[[Options, Databases], Awaitable[Section]]
@@ -25,7 +25,9 @@ PARTS: dict[str, tuple[str, Part]] = {
     "eventlog": ("3. Event log throughput", eventlog.measure),
     "http": ("4. Runs per second over HTTP", http_runs.measure),
     "tunnels": ("5. Tunnel fan-out", tunnels.measure),
-    "browser": ("6. The page in a browser", browser_part.measure),
+    "load": ("6. The load users see: tunnels and REST runs", load.measure),
+    "logins": ("7. Event loop lag during a login burst", load.measure_logins),
+    "browser": ("8. The page in a browser", browser_part.measure),
 }
 # Wall-clock bound of one part (each part also bounds its own loops).
 PART_TIMEOUT_S = {"quick": 120.0, "full": 1800.0}

@@ -12,8 +12,8 @@
 (e) the events floor: only what the contract asks for each node, built in a plain loop — the
     `pending`, `running` and `completed` events with their state ops, the executor's output
     (`NodeOutput()`, as the no-op returns it) dumped for the log, numbered by the same
-    in-memory sink as (b) — with nothing scheduled, awaited or dispatched. No target uses it;
-    it shows how much of (b) the contract's per-node work costs by itself.
+    in-memory sink as (b) — with nothing scheduled, awaited or dispatched: the contract's
+    per-node work by itself, the floor target (b) is measured against (issue 11).
 
 Only `runner.run()` (or `ainvoke`) is timed: building the plan (validation already done) and
 compiling the LangGraph graph are set-up. Modes are interleaved run by run, so drift in the
@@ -292,9 +292,7 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
     section.headers += ["(e) events floor µs/node", "b/e"]
     has_server = any(r.pg_server_cpu for r in results)
     if has_server:
-        section.headers.append("(c) PostgreSQL: the server's CPU µs/node")
-    all_b_ok: list[bool] = []
-    all_c_ok: list[bool] = []
+        section.headers += ["(c) PostgreSQL: the server's CPU µs/node", "c/server"]
     for r in results:
         a, b = r.us_per_node("a"), r.us_per_node("b")
         cs, cp, d = r.us_per_node("c_sqlite"), r.us_per_node("c_pg"), r.us_per_node("d")
@@ -308,13 +306,9 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
         e = r.us_per_node("e")
         row += [fmt(e), fmt(ratio(b, e))]
         if has_server:
-            row.append(fmt(r.pg_server_us_per_node()))
+            row += [fmt(r.pg_server_us_per_node()),
+                    fmt(ratio(cp, r.pg_server_us_per_node()), 2)]
         section.rows.append(row)
-        ba = ratio(b, a)
-        all_b_ok.append(ba is not None and ba <= 3)
-        cd = ratio(cp, d)
-        if cd is not None:
-            all_c_ok.append(cd < 0.5)
     section.notes += [
         "Nodes are the `noop` type, declared with the public `@executor` API in "
         "`scripts/benchmarks/nodes.py` and merged into `discover_executors()` the way "
@@ -331,28 +325,33 @@ def _fill(section: Section, results: list[ShapeTimes], options: Options) -> None
         "`_confirm`), so it includes the whole log write.",
         "(e) builds, in a plain loop, only the per-node events the contract asks for (DESIGN.md "
         "§5–§6: `pending`, `running`, `completed` with their state ops and the dumped output) "
-        "and numbers them with (b)'s in-memory sink; nothing is scheduled or dispatched. No "
-        "target uses it: it is the part of (b) that no runner design can skip (compare it "
-        "with 3 × (a)).",
+        "and numbers them with (b)'s in-memory sink; nothing is scheduled or dispatched: the "
+        "part of (b) that no runner design can skip. Target: (b) ≤ 2 × (e) on every shape; "
+        "(a) and (d) stay as references.",
         "The server's CPU (when PostgreSQL runs on this machine) is the user and system time "
         "of every `postgres` process during the (c) PostgreSQL runs (their mean, ÷ nodes): "
         "the database's own work for the rows the contract asks per node (three event rows "
         "with their foreign key and indexes, the node's row inserted `pending` and updated), "
         "on the other core than the benchmark's Python. (c) PostgreSQL cannot go below it, "
-        "whatever the engine does; the target asks for less than half of (d).",
+        "whatever the engine does. Target: (c) PostgreSQL ≤ 2 × that CPU (c/server).",
         "The process's garbage collector is tuned as the app tunes its own after start-up "
         "(`GC_FREEZE_AFTER_STARTUP`, `GC_GEN0_THRESHOLD` defaults) for every mode, the "
         "floor included.",
     ]
-    worst = max((ratio(r.us_per_node("b"), r.us_per_node("a")) or 0 for r in results),
-                default=0)
-    section.targets.append(("engine (b) ≤ 3× floor (a) on every shape",
-                            f"worst b/a = {fmt(worst)}", all(all_b_ok)))
-    if all_c_ok:
-        worst_cd = max(ratio(r.us_per_node("c_pg"), r.us_per_node("d")) or 0 for r in results)
-        section.targets.append(("(c) PostgreSQL per node < ½ of LangGraph in-memory (d)",
-                                f"worst c/d = {fmt(worst_cd, 2)}",
-                                len(all_c_ok) == len(results) and all(all_c_ok)))
+    # Targets restated by issue 11: against the contract's own per-node work measured in the
+    # same run, the events floor (e) and the PostgreSQL server's CPU; (a) and (d) stay in the
+    # table as references.
+    be = [ratio(r.us_per_node("b"), r.us_per_node("e")) for r in results]
+    section.targets.append(("engine (b) ≤ 2× the events floor (e) on every shape",
+                            f"worst b/e = {fmt(max((x or 0 for x in be), default=0))}",
+                            bool(be) and all(x is not None and x <= 2 for x in be)))
+    c_server = [ratio(r.us_per_node("c_pg"), r.pg_server_us_per_node()) for r in results]
+    if any(x is not None for x in c_server):
+        section.targets.append((
+            "(c) PostgreSQL ≤ 2× the PostgreSQL server's own CPU per node, every shape",
+            f"worst c/server = {fmt(max((x or 0 for x in c_server), default=0), 2)}",
+            all(x is not None and x <= 2 for x in c_server)))
     else:
-        section.targets.append(("(c) PostgreSQL per node < ½ of LangGraph in-memory (d)",
-                                "not measured (langgraph or PostgreSQL missing)", None))
+        section.targets.append((
+            "(c) PostgreSQL ≤ 2× the PostgreSQL server's own CPU per node, every shape",
+            "not measured (PostgreSQL missing or not on this machine)", None))

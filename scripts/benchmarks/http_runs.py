@@ -81,11 +81,13 @@ class UvicornProcess:
             return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log,
                                     stderr=subprocess.STDOUT)
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                "--log-level", "warning", "--ws-ping-interval", "0"]
+
     async def start(self, timeout_s: float = 60) -> None:
-        command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                   "--log-level", "warning", "--ws-ping-interval", "0"]
-        self.proc = self._spawn(command)
+        self.proc = self._spawn(self.command())
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
             while time.monotonic() < deadline:

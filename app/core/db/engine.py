@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
 
 from app.core.json_codec import dumps, loads
 
@@ -29,24 +35,121 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# How long a writer waits for SQLite's write lock: the in-process gate below, then SQLite's
+# own busy handler (another process writing: a migration, a script).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the single writer; busy_timeout makes a second writer wait
+    # Every new connection of the pool runs these (tests/test_sqlite_locking.py checks each).
+    # WAL lets readers run beside the single writer, and with synchronous=NORMAL a commit
+    # writes the WAL without an fsync (safe across a crash of the app; a power cut can lose
+    # the last commits — README). busy_timeout makes a writer from another process wait
     # instead of failing with "database is locked"; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-    # Take transactions into our own hands (see _sqlite_begin).
+    # No implicit BEGIN from the driver: _SQLiteWriteGate decides when a transaction begins.
     dbapi_connection.isolation_level = None
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # BEGIN IMMEDIATE takes the write lock up front. A deferred transaction that reads and
-    # then writes fails at once with "database is locked" when another writer committed in
-    # between (the WAL snapshot is stale); an immediate one waits its turn (busy_timeout).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+_READS = ("SELECT", "PRAGMA", "EXPLAIN")
+
+
+class _SQLiteWriteGate:
+    """SQLite transactions as PostgreSQL's default (READ COMMITTED) runs them, with one writer
+    at a time.
+
+    * Until its first write a transaction takes no lock: each read runs on its own and sees
+      the latest commits, as each statement does on PostgreSQL. A transaction that only
+      reads (GET requests, the tunnel's log reads) never waits for a writer, nor makes one
+      wait (WAL).
+    * Its first write statement (anything but SELECT / PRAGMA / EXPLAIN; a SAVEPOINT too)
+      first takes this gate — an asyncio lock, so a writer waits in the event loop and is
+      woken the moment the last one is done — then `BEGIN IMMEDIATE`, SQLite's write lock.
+      Its snapshot starts there, so it can never fail with SQLITE_BUSY_SNAPSHOT ("database is
+      locked" at once, which a deferred transaction that read before another writer's commit
+      gets on its first write).
+    * The gate is held until the connection goes back to the pool (a session's commit or
+      rollback returns it).
+
+    Why a gate, not SQLite's lock alone: pooled connections that collide on the write lock
+    wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between tries and
+    wakes late; on the load benchmark (part 6) that was most of a run's latency.
+    """
+
+    _HOLDS = "cascade_sqlite_gate"  # connection info: the lock this connection holds
+    _IN_TX = "cascade_sqlite_in_tx"  # connection info: BEGIN IMMEDIATE was sent
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary())
+
+    def _lock(self) -> asyncio.Lock:
+        # One lock per event loop: an asyncio lock belongs to the loop that first waits on it.
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    def install(self, engine: AsyncEngine) -> None:
+        sync_engine = engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", self._before_execute)
+        event.listen(sync_engine, "commit", self._transaction_ends)
+        event.listen(sync_engine, "rollback", self._transaction_ends)
+        event.listen(sync_engine.pool, "checkin", self._returned)
+        event.listen(sync_engine.pool, "detach", self._returned)
+
+    def _before_execute(self, conn: Connection, cursor: Any, statement: str,
+                        _parameters: Any, _context: Any, _executemany: bool) -> None:
+        info = conn.info
+        if info.get(self._IN_TX) or statement.lstrip()[:7].upper().startswith(_READS):
+            return
+        if self._HOLDS not in info:
+            lock = self._lock()
+            await_(_acquire(lock, SQLITE_BUSY_TIMEOUT_S))
+            info[self._HOLDS] = lock
+        # The statement's own cursor: a new one would cost the driver's thread a round trip.
+        cursor.execute("BEGIN IMMEDIATE")
+        info[self._IN_TX] = True
+
+    def _transaction_ends(self, conn: Connection) -> None:
+        # Before the COMMIT / ROLLBACK is sent: the next write on this connection (still
+        # holding the gate until it is returned) begins a new transaction.
+        conn.info.pop(self._IN_TX, None)
+
+    def _returned(self, dbapi_connection: Any, record: Any) -> None:
+        # The pool's reset-on-return is off for SQLite (create_engine): a ROLLBACK of a
+        # connection that is in no transaction is one more round trip to the driver's
+        # thread, inside the gate for a writer. Only a transaction still open needs it.
+        if record.info.pop(self._IN_TX, None) and dbapi_connection is not None \
+                and in_greenlet():
+            try:
+                dbapi_connection.rollback()
+            finally:
+                self._release(record)
+        else:
+            self._release(record)
+
+    def _release(self, record: Any) -> None:
+        lock = record.info.pop(self._HOLDS, None)
+        if lock is not None:
+            lock.release()
+
+
+async def _acquire(lock: asyncio.Lock, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await lock.acquire()
+    except TimeoutError:
+        # The pool's own error for "no connection in time", so callers answer both alike.
+        raise PoolTimeoutError(
+            f"no SQLite write lock within {timeout_s:g} s: another transaction of this "
+            "process holds it") from None
 
 
 def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0) -> AsyncEngine:
@@ -61,7 +164,9 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0) 
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        # _SQLiteWriteGate rolls back the one kind of connection that needs it.
+        kwargs["pool_reset_on_return"] = None
     else:
         # No pre-ping: it costs a round trip per checkout, which is per commit on the event
         # log's hot path. Connections are recycled instead, and a dead one fails one
@@ -71,7 +176,7 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0) 
     engine = create_async_engine(url, json_serializer=dumps, json_deserializer=loads, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        _SQLiteWriteGate().install(engine)
     return engine
 
 
