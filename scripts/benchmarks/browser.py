@@ -1,4 +1,4 @@
-"""Part 6: the page in a browser (issue 12). A 1,000-node flow run from the page in Debian's
+"""Part 8: the page in a browser (issue 12). A 1,000-node flow run from the page in Debian's
 Chromium, against a real uvicorn subprocess on a throw-away SQLite file.
 
 Measured in the page, on its own clock (performance.now()):
@@ -156,7 +156,7 @@ def _measure_sync(database_url: str, log: Path, n: int, rounds: int,
 
 
 async def measure(options: Options, dbs: Databases) -> Section:
-    section = Section("browser", "6. The page in a browser")
+    section = Section("browser", "8. The page in a browser")
     from tests.browser.chromium import chromium_missing
 
     missing = chromium_missing()
