@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from starlette.convertors import IntegerConvertor
 
 from app.api.routing import AuthFirstRoute
+from app.api.web import PageRoute
 from app.core.security import create_token
 from tests.helpers import assert_error, sign_up_and_login
 
@@ -57,6 +58,8 @@ def authenticated_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
         path = context.path_format
         if path in FRAMEWORK or isinstance(route, APIWebSocketRoute):
             continue  # the tunnel authenticates by its own rule (4001, test_tunnel.py)
+        if isinstance(route, PageRoute):
+            continue  # the page itself is public; it calls the API like any client
         assert isinstance(route, APIRoute), path  # the only HTTP routes we serve
         # Every endpoint module builds its router with app.api.routing.api_router.
         assert isinstance(route, AuthFirstRoute), f"{path} does not use AuthFirstRoute"
