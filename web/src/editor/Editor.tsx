@@ -282,7 +282,7 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
       <Header>
         <input className="flow-title" aria-label="Flow name" value={name} onChange={(e) => setName(e.target.value)}
                onBlur={() => void rename()} onKeyDown={(e) => { if (e.key === "Enter") (e.target as HTMLInputElement).blur(); }} />
-        <button type="button" data-testid="save" onClick={() => void save()} disabled={!dirty}>Save</button>
+        <button type="button" data-testid="save" onClick={() => void save()}>Save</button>
         {dirty && <span data-testid="unsaved" className="unsaved">● Unsaved changes</span>}
         <button type="button" data-testid="run" onClick={() => void start(null)} disabled={active}>▶ Run</button>
         <RunBadge store={store} onCancel={(id) => void cancel(id)} adoptedAt={adoptedAt} />
@@ -319,7 +319,13 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
             fitView={isRecord(flow.graph_data) && !isRecord(flow.graph_data.viewport) && initial.nodes.length > 0}
             onMoveEnd={(event) => { if (event) touch(); }}
             onSelectionChange={({ nodes: sel }) => setSelectedId(sel.length === 1 && sel[0] ? sel[0].id : null)}
-            onNodeContextMenu={(e, node) => { e.preventDefault(); setMenu({ id: node.id, x: e.clientX, y: e.clientY }); }}
+            onNodeContextMenu={(e, node) => {
+              e.preventDefault();
+              // From the keyboard (the menu key, Shift+F10) there is no pointer: open at the node.
+              const rect = (e.currentTarget as HTMLElement).getBoundingClientRect();
+              const fromKeyboard = e.clientX === 0 && e.clientY === 0;
+              setMenu({ id: node.id, x: fromKeyboard ? rect.left + 20 : e.clientX, y: fromKeyboard ? rect.top + 20 : e.clientY });
+            }}
             onPaneClick={() => setMenu(null)}
             deleteKeyCode={["Backspace", "Delete"]}
             minZoom={0.05}
