@@ -224,7 +224,8 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
     }
     const details = Array.isArray(reply.data.details) ? reply.data.details.filter(isRecord) : [];
     const found: Problem[] = details.map((d) => ({
-      node_id: str(d.node_id), edge_id: str(d.edge_id), code: str(d.code) ?? "invalid", message: str(d.message) ?? str(d.code) ?? "invalid",
+      node_id: str(d.node_id), edge_id: str(d.edge_id),
+      nodes: Array.isArray(d.nodes) ? d.nodes.filter((x): x is string => typeof x === "string") : null, code: str(d.code) ?? "invalid", message: str(d.message) ?? str(d.code) ?? "invalid",
     }));
     if (found.length) setProblems(found);
     else setRunError(str(reply.data.message) ?? "the run could not start");
@@ -329,6 +330,7 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
             onPaneClick={() => setMenu(null)}
             deleteKeyCode={["Backspace", "Delete"]}
             minZoom={0.05}
+            fitViewOptions={{ maxZoom: 1 }}
           >
             <Background />
             <MiniMap pannable zoomable ariaLabel="Mini map" />
@@ -392,11 +394,14 @@ function ContextMenu({ menu, onClose, onRerun, onDelete }: { menu: { x: number; 
 function groupBy(problems: Problem[], key: "node_id" | "edge_id"): Map<string, Problem[]> {
   const map = new Map<string, Problem[]>();
   for (const p of problems) {
-    const id = p[key];
-    if (!id) continue;
-    const list = map.get(id);
-    if (list) list.push(p);
-    else map.set(id, [p]);
+    // A cycle is shown on every node on it, not only the first.
+    const ids = new Set(key === "node_id" && p.nodes ? [...p.nodes] : []);
+    if (p[key]) ids.add(p[key] as string);
+    for (const id of ids) {
+      const list = map.get(id);
+      if (list) list.push(p);
+      else map.set(id, [p]);
+    }
   }
   return map;
 }
