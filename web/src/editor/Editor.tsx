@@ -224,7 +224,8 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
     }
     const details = Array.isArray(reply.data.details) ? reply.data.details.filter(isRecord) : [];
     const found: Problem[] = details.map((d) => ({
-      node_id: str(d.node_id), edge_id: str(d.edge_id), code: str(d.code) ?? "invalid", message: str(d.message) ?? str(d.code) ?? "invalid",
+      node_id: str(d.node_id), edge_id: str(d.edge_id),
+      nodes: Array.isArray(d.nodes) ? d.nodes.filter((x): x is string => typeof x === "string") : null, code: str(d.code) ?? "invalid", message: str(d.message) ?? str(d.code) ?? "invalid",
     }));
     if (found.length) setProblems(found);
     else setRunError(str(reply.data.message) ?? "the run could not start");
@@ -282,7 +283,7 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
       <Header>
         <input className="flow-title" aria-label="Flow name" value={name} onChange={(e) => setName(e.target.value)}
                onBlur={() => void rename()} onKeyDown={(e) => { if (e.key === "Enter") (e.target as HTMLInputElement).blur(); }} />
-        <button type="button" data-testid="save" onClick={() => void save()} disabled={!dirty}>Save</button>
+        <button type="button" data-testid="save" onClick={() => void save()}>Save</button>
         {dirty && <span data-testid="unsaved" className="unsaved">● Unsaved changes</span>}
         <button type="button" data-testid="run" onClick={() => void start(null)} disabled={active}>▶ Run</button>
         <RunBadge store={store} onCancel={(id) => void cancel(id)} adoptedAt={adoptedAt} />
@@ -319,10 +320,17 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
             fitView={isRecord(flow.graph_data) && !isRecord(flow.graph_data.viewport) && initial.nodes.length > 0}
             onMoveEnd={(event) => { if (event) touch(); }}
             onSelectionChange={({ nodes: sel }) => setSelectedId(sel.length === 1 && sel[0] ? sel[0].id : null)}
-            onNodeContextMenu={(e, node) => { e.preventDefault(); setMenu({ id: node.id, x: e.clientX, y: e.clientY }); }}
+            onNodeContextMenu={(e, node) => {
+              e.preventDefault();
+              // From the keyboard (the menu key, Shift+F10) there is no pointer: open at the node.
+              const rect = (e.currentTarget as HTMLElement).getBoundingClientRect();
+              const fromKeyboard = e.clientX === 0 && e.clientY === 0;
+              setMenu({ id: node.id, x: fromKeyboard ? rect.left + 20 : e.clientX, y: fromKeyboard ? rect.top + 20 : e.clientY });
+            }}
             onPaneClick={() => setMenu(null)}
             deleteKeyCode={["Backspace", "Delete"]}
             minZoom={0.05}
+            fitViewOptions={{ maxZoom: 1 }}
           >
             <Background />
             <MiniMap pannable zoomable ariaLabel="Mini map" />
@@ -386,11 +394,14 @@ function ContextMenu({ menu, onClose, onRerun, onDelete }: { menu: { x: number; 
 function groupBy(problems: Problem[], key: "node_id" | "edge_id"): Map<string, Problem[]> {
   const map = new Map<string, Problem[]>();
   for (const p of problems) {
-    const id = p[key];
-    if (!id) continue;
-    const list = map.get(id);
-    if (list) list.push(p);
-    else map.set(id, [p]);
+    // A cycle is shown on every node on it, not only the first.
+    const ids = new Set(key === "node_id" && p.nodes ? [...p.nodes] : []);
+    if (p[key]) ids.add(p[key] as string);
+    for (const id of ids) {
+      const list = map.get(id);
+      if (list) list.push(p);
+      else map.set(id, [p]);
+    }
   }
   return map;
 }

@@ -6,6 +6,8 @@ import type { RunStore } from "../lib/runStore";
 export interface Problem {
   node_id?: string | null;
   edge_id?: string | null;
+  /** A cycle's nodes, in order. */
+  nodes?: string[] | null;
   code: string;
   message: string;
 }

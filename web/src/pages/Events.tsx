@@ -104,13 +104,24 @@ function mergeRows(old: LogEvent[], items: LogEvent[]): LogEvent[] {
   return [...old, ...added].sort((a, b) => (a.cursor ?? 0) - (b.cursor ?? 0));
 }
 
+/** The flow of a run event: in its payload (DESIGN.md §5), else from the run itself. */
+async function flowOf(ev: LogEvent): Promise<string | null> {
+  const inPayload = str(ev.data.flow_id);
+  if (inPayload || !ev.runId) return inPayload;
+  const { data } = await api.GET("/api/v1/execution/runs/{run_id}", { params: { path: { run_id: ev.runId } } });
+  return isRecord(data) ? str(data.flow_id) : null;
+}
+
 function EventRow({ ev, onRun }: { ev: LogEvent; onRun: (runId: string) => void }) {
   const nodeId = str(ev.data.node_id);
-  const flowId = str(ev.data.flow_id);
   const status = str(ev.data.status);
   const { run_id: _r, run_seq: _s, ...rest } = ev.data;
   void _r;
   void _s;
+  const goToNode = async () => {
+    const flowId = await flowOf(ev);
+    if (flowId && nodeId && ev.runId) navigate(`/flows/${flowId}/runs/${ev.runId}?node=${encodeURIComponent(nodeId)}`);
+  };
   return (
     <tr data-testid={`event-row-${ev.cursor}`} data-type={ev.type}>
       <td>{ev.cursor}</td>
@@ -118,10 +129,8 @@ function EventRow({ ev, onRun }: { ev: LogEvent; onRun: (runId: string) => void 
       <td>{ev.type}{status ? ` (${status})` : ""}</td>
       <td>{ev.runId ? <button type="button" className="link" title="Only this run" onClick={() => onRun(ev.runId as string)}>{ev.runId.slice(0, 8)}</button> : ""}</td>
       <td>
-        {nodeId && flowId && ev.runId ? (
-          <button type="button" className="link" onClick={() => navigate(`/flows/${flowId}/runs/${ev.runId}?node=${encodeURIComponent(nodeId)}`)}>
-            go to {nodeId}
-          </button>
+        {nodeId && ev.runId ? (
+          <button type="button" className="link" onClick={() => void goToNode()}>go to {nodeId}</button>
         ) : nodeId ?? ""}
       </td>
       <td><code className="payload">{JSON.stringify(rest)}</code></td>
