@@ -67,7 +67,8 @@ def test_every_discovered_router_is_mounted() -> None:
     found = discover(include_plugins=False)
     for name, router in found.routers.items():
         for route in router.routes:
-            path = "/api/v1" + route.path  # type: ignore[attr-defined]
+            # path_format: the path as documented ({id}, not the {id:int} convertor form)
+            path = "/api/v1" + route.path_format  # type: ignore[attr-defined]
             if name == "ws":
                 continue  # a WebSocket route is not in the OpenAPI schema
             assert path in paths, (name, path)

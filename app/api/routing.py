@@ -11,9 +11,6 @@ A route is authenticated when a security scheme (HTTPBearer) is somewhere in its
 tree — the same test FastAPI uses to put `security` in the OpenAPI document — so a new route
 that takes `CurrentUser` is covered without a line here. Valid requests never pay for this:
 the extra dependency run happens only on the error path.
-
-The same route class refuses query parameters the route does not declare (422, after
-authentication), as the JSON bodies refuse unknown keys.
 """
 
 from __future__ import annotations
@@ -57,47 +54,25 @@ def _is_body_parse_error(exc: Exception) -> bool:
     return isinstance(exc, HTTPException) and exc.status_code == 400
 
 
-def _query_names(dependant: Dependant) -> frozenset[str]:
-    names = {field.alias for field in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return frozenset(names)
-
-
-def _unknown_query(request: Request, known: frozenset[str]) -> RequestValidationError | None:
-    """Query parameters the route does not take are refused (as JSON bodies refuse unknown
-    keys), so a misspelt filter is a 422, not a silently unfiltered answer."""
-    unknown = [key for key in request.query_params if key not in known]
-    if not unknown:
-        return None
-    return RequestValidationError([
-        {"type": "extra_forbidden", "loc": ("query", key), "msg": "unknown query parameter",
-         "input": request.query_params[key]} for key in dict.fromkeys(unknown)])
-
-
 class AuthFirstRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
         # The route's own dependant: dependencies added by include_router() are not seen
         # here (Cascade adds none; the auth-first test would fail if one did).
         auth = auth_dependant(self.dependant)
-        known_query = _query_names(self.dependant)
+        if auth is None:
+            return handler
 
         async def authenticate(request: Request) -> None:
             """Raises the caller's 401/403 when the credentials are not valid. Only called
             before the route's own dependencies ran, so no session is open yet; the one
             opened here closes with the request, as usual."""
-            if auth is not None:
-                await solve_dependencies(
-                    request=request, dependant=auth, body=None,
-                    async_exit_stack=request.scope["fastapi_inner_astack"],
-                    embed_body_fields=False)
+            await solve_dependencies(
+                request=request, dependant=auth, body=None,
+                async_exit_stack=request.scope["fastapi_inner_astack"],
+                embed_body_fields=False)
 
         async def authenticate_first(request: Request) -> Response:
-            refused = _unknown_query(request, known_query)
-            if refused is not None:
-                await authenticate(request)
-                raise refused
             try:
                 return await handler(request)
             except (RequestValidationError, HTTPException) as exc:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 logger = logging.getLogger("cascade.errors")
 
@@ -133,7 +133,9 @@ def allowed_methods(request: Request) -> list[str]:
     allowed = []
     for method in _METHODS:
         scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+        # A Mount (static files at "/") matches every method; only routes say which.
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes
+               if not isinstance(route, Mount)):
             allowed.append(method)
     return allowed
 
