@@ -43,12 +43,15 @@ export function fromLogRow(row: unknown): LogEvent | null {
   if (!isRecord(row) || typeof row.type !== "string") return null;
   const payload = isRecord(row.payload) ? row.payload : {};
   const runId = str(row.run_id);
+  const runSeq = num(row.run_seq);
+  // The tunnel puts run_id and run_seq inside data (DESIGN.md §4); so does this.
+  const data = runId ? { ...payload, run_id: runId, ...(runSeq !== null ? { run_seq: runSeq } : {}) } : payload;
   return {
     type: row.type,
     cursor: num(row.user_seq),
     runId,
-    runSeq: num(row.run_seq),
+    runSeq,
     ts: str(row.created_at),
-    data: runId ? { ...payload, run_id: runId } : payload,
+    data,
   };
 }
