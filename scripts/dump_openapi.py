@@ -22,7 +22,7 @@ OUT = Path(__file__).resolve().parent.parent / "web" / "openapi.json"
 
 
 def openapi_document() -> dict[str, Any]:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None, ENV="test", DATABASE_URL="sqlite+aiosqlite:///:memory:",
         JWT_SECRET="openapi-dump-" + "x" * 32, LOG_LEVEL="WARNING")
     return create_app(settings, include_plugins=False).openapi()
