@@ -29,7 +29,8 @@ def sign_up_body(n: int = 1, **extra: Any) -> dict[str, Any]:
 
 
 async def test_unknown_path_is_404_in_the_error_shape(client: httpx.AsyncClient) -> None:
-    for url in ("/api/v1/nope", "/nope", "/api/v2/users", "/api/v1/users/me/extra"):
+    # Other paths (/nope) are the page's client routes now: tests/test_web_serving.py.
+    for url in ("/api/v1/nope", "/api/v2/users", "/api/v1/users/me/extra", "/health/nope"):
         assert_error(await client.get(url), 404, "not_found")
 
 
