@@ -131,7 +131,7 @@ def _measure_sync(database_url: str, log: Path, n: int, rounds: int,
                               " b.painted = null; b.status.clear(); b.expected = n; }", rendered)
                 run_id = start_run(page)
                 status = wait_run_end(page, run_id, timeout_ms=300_000)
-                page.wait_for_function("window.__cascadeBench.painted !== null")
+                page.wait_for_function("() => window.__cascadeBench.painted !== null")
                 timing = page.evaluate("({arrival: window.__cascadeBench.arrival,"
                                        " painted: window.__cascadeBench.painted})")
                 latency = float(timing["painted"]) - float(timing["arrival"])
