@@ -43,6 +43,7 @@ from scripts.benchmarks.common import (
     percentile,
     progress,
 )
+from scripts.benchmarks.loadgen import HttpConnection
 
 EVENTS_PER_RUN = 8  # started, 2 × pending, 2 × running, 2 × completed, execution.completed
 FLOW = {
@@ -140,39 +141,6 @@ async def make_accounts(client: httpx.AsyncClient, count: int) -> list[tuple[str
 
 
 # --- the load generator (runs in another process) ----------------------------------------------
-class _Connection:
-    """A minimal HTTP/1.1 keep-alive client: the load generator should cost the machine as
-    little as possible (httpx spends several times more CPU per request)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        status = int((await self.reader.readline()).split()[1])
-        length = 0
-        for _ in range(100):  # header lines
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 async def _load(port: int, accounts: list[tuple[str, str]], total: int, concurrency: int,
                 time_limit_s: float) -> dict[str, Any]:
     sent: list[tuple[str, float]] = []
@@ -182,7 +150,7 @@ async def _load(port: int, accounts: list[tuple[str, str]], total: int, concurre
     bodies = [(token, json.dumps({"flow_id": flow}).encode()) for token, flow in accounts]
 
     async def worker(w: int) -> None:
-        conn = _Connection(port)
+        conn = HttpConnection(port)
         try:
             for i in counter:
                 if time.monotonic() > deadline:
@@ -195,7 +163,7 @@ async def _load(port: int, accounts: list[tuple[str, str]], total: int, concurre
                 except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
                     errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
                     conn.close()
-                    conn = _Connection(port)
+                    conn = HttpConnection(port)
                     continue
                 if status == 202:
                     sent.append((json.loads(reply)["run_id"], t))
