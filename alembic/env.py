@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 import app.models  # noqa: F401  (registers every table on Base.metadata)
 from alembic import context
 from app.core.config import get_settings
-from app.core.db.base import Base, UTCDateTime
+from app.core.db.base import Base, UTCDateTime, is_model_object
 from app.core.db.engine import create_engine, normalize_url
 
 config = context.config
@@ -38,6 +38,7 @@ def _configure(connection: Connection | None = None, **kwargs: Any) -> None:
         render_as_batch=True,
         compare_type=True,
         render_item=render_item,
+        include_name=is_model_object,
         **kwargs,
     )
 

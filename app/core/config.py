@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     RETRY_MAX_DELAY_S: float = 8.0
     EVENTS_PAGE_MAX: int = 1000
 
+    # --- scale-out (DESIGN.md §10) --------------------------------------------------------
+    # inline: runs execute in the API process (one process per SQLite file). queue: API
+    # replicas enqueue runs on PostgreSQL (pgqueuer) and `scripts/worker` processes run them.
+    EXECUTION_MODE: Literal["inline", "queue"] = "inline"
+    WORKER_CONCURRENCY: int = Field(default=8, ge=1)  # runs one worker executes at once
+    # A worker holds each of its runs by a lease it renews every RUN_POLL_S; a run whose lease
+    # ran out (its worker died or froze) is closed with `worker_lost` by another worker.
+    RUN_LEASE_S: float = Field(default=10.0, gt=0)
+    # How often a worker renews its leases, reads cancel flags (the fallback when a cancel's
+    # NOTIFY is lost) and looks for runs whose lease ran out; also its queue poll.
+    RUN_POLL_S: float = Field(default=0.5, gt=0)
+    # Each API replica's safety poll of its users' cursors, for wake-up hints it missed.
+    FANOUT_POLL_S: float = Field(default=1.0, gt=0)
+
     # --- event log writer --------------------------------------------------------------------
     EVENT_BATCH_MAX: int = 500
 
@@ -93,6 +107,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
+
+    def mode_problems(self) -> list[str]:
+        """Reasons this configuration cannot start at all (empty when fine)."""
+        if self.EXECUTION_MODE == "queue" and not self.DATABASE_URL.startswith("postgresql"):
+            return ["EXECUTION_MODE=queue needs PostgreSQL (DATABASE_URL=postgresql+asyncpg://"
+                    "...); the embedded SQLite default runs inline, in one process"]
+        return []
 
     def production_problems(self) -> list[str]:
         """Reasons this configuration must not serve production traffic (empty when fine)."""

@@ -12,9 +12,10 @@ from app.models.flow import ConsistentCharacter, Flow
 from app.models.project import Project
 from app.models.run import Run, RunNode
 from app.models.user import BackofficeUser, RefreshToken, User
+from app.models.worker import LoginFailure, Worker
 
 __all__ = [
     "AgenticComponent", "BackofficeUser", "ComponentApiConfig", "ComponentField",
     "ComponentOutputSchema", "ComponentPort", "ConsistentCharacter", "EventLog", "Flow",
-    "Project", "RefreshToken", "Run", "RunNode", "User",
+    "LoginFailure", "Project", "RefreshToken", "Run", "RunNode", "User", "Worker",
 ]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db.base import Base, utcnow
@@ -14,7 +14,18 @@ from app.core.db.base import Base, utcnow
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_user_id_created_at", "user_id", "created_at"),
+        # Admission counts a user's active runs under the user's row lock (DESIGN.md §10):
+        # a partial index keeps that count small however many runs the user has had.
+        Index("ix_runs_active_user_id", "user_id",
+              postgresql_where=text("status IN ('queued', 'running')"),
+              sqlite_where=text("status IN ('queued', 'running')")),
+        # Workers look for runs whose lease ran out.
+        Index("ix_runs_lease_expires_at", "lease_expires_at",
+              postgresql_where=text("lease_expires_at IS NOT NULL"),
+              sqlite_where=text("lease_expires_at IS NOT NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     flow_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -36,6 +47,15 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     # Last `run_seq` handed out for this run's events (see User.last_event_seq).
     last_event_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Queue mode (DESIGN.md §10). `attempt` is the fencing token: raised at each pick-up and
+    # at a takeover, and every event write of a worker checks it under the run's row lock.
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    worker_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # Outputs the plan reuses (partial re-runs, `cached_outputs`), so that a worker builds
+    # the same plan the API validated.
+    cached_outputs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class RunNode(Base):

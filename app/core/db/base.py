@@ -53,3 +53,11 @@ class Base(DeclarativeBase):
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def is_model_object(name: str | None, type_: str, parent_names: object) -> bool:
+    """alembic's `include_name`: pgqueuer's tables (and their indexes) belong to the library,
+    whose schema migration 0004 installs; autogenerate and the model check leave them out."""
+    if type_ == "table":
+        return not (name or "").startswith("pgqueuer")
+    return True
