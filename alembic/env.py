@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
@@ -49,9 +50,17 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Replicas and workers each migrate at start-up (scripts/dev, scripts/worker): on PostgreSQL
+# they take turns under this advisory lock, held by the migration's transaction, so the
+# second finds the schema at head instead of racing the first to create it.
+_MIGRATION_LOCK = 7_262_345_001
+
+
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
         context.run_migrations()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,12 +11,13 @@ from typing import IO, Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.api.cors import ErrorShapeCORSMiddleware
 from app.api.openapi import install_openapi
 from app.api.web import install_web
 from app.core.bus import EventBus
+from app.core.bus.fanout import TunnelFanout
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.db.process_lock import DatabaseInUse, hold_database, release
@@ -38,11 +40,29 @@ class StartupRefused(SystemExit):
 
 
 def check_production(settings: Settings) -> None:
+    problems = settings.mode_problems()
+    if problems:
+        print(f"cascade: refusing to start: {'; '.join(problems)}", file=sys.stderr)
+        raise StartupRefused(2)
     problems = settings.production_problems()
     if problems:
         print(f"cascade: refusing to start in production: {'; '.join(problems)}",
               file=sys.stderr)
         raise StartupRefused(2)
+
+
+def core_registry(settings: Settings, discovered: Discovered, engine: AsyncEngine) -> Registry:
+    """What every process holds (the API and the workers): settings, the database, the bus.
+    In queue mode the bus sends wake-up hints with every event write (DESIGN.md §10)."""
+    sessionmaker = create_sessionmaker(engine)
+    registry = Registry()
+    registry.put(Settings, settings)
+    registry.put(Discovered, discovered)
+    registry.put(async_sessionmaker, sessionmaker)
+    registry.put(EventBus, EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX,
+                                    hints=settings.EXECUTION_MODE == "queue"))
+    registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))
+    return registry
 
 
 def build_router(discovered: Discovered) -> APIRouter:
@@ -69,20 +89,14 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
                                pool_timeout=settings.DB_POOL_TIMEOUT_S)
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        sessionmaker = create_sessionmaker(engine)
+        registry = core_registry(settings, discovered, engine)
+        sessionmaker = registry.get(async_sessionmaker)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
-
-        registry = Registry()
         app.state.registry = registry
-        registry.put(Settings, settings)
-        registry.put(Discovered, discovered)
-        registry.put(async_sessionmaker, sessionmaker)
         hasher = PasswordHasher(settings.BCRYPT_ROUNDS, settings.PASSWORD_HASH_THREADS)
         registry.put(PasswordHasher, hasher)
-        bus = EventBus(sessionmaker, registry, batch_max=settings.EVENT_BATCH_MAX)
-        registry.put(EventBus, bus)
-        registry.put(ConnectionManager, ConnectionManager(settings.WS_MAX_TUNNELS_PER_USER))
+        bus = registry.get(EventBus)
         for subscription in discovered.handlers:
             bus.add_subscriber(subscription.patterns, subscription.handler)
         bus.start()
@@ -97,14 +111,25 @@ def _lifespan(discovered: Discovered):  # type: ignore[no-untyped-def]
         for instance in managers:
             if hasattr(instance, "startup"):
                 await instance.startup()
+        fanout = None
+        if settings.EXECUTION_MODE == "queue":
+            # This replica's tunnels hear events that workers and other replicas write.
+            fanout = TunnelFanout(registry.get(ConnectionManager), sessionmaker,
+                                  settings.DATABASE_URL, poll_s=settings.FANOUT_POLL_S,
+                                  name=f"cascade-api-{os.getpid()}")
+            registry.put(TunnelFanout, fanout)
+            fanout.start()
         tune_gc(freeze=settings.GC_FREEZE_AFTER_STARTUP,
                 gen0_threshold=settings.GC_GEN0_THRESHOLD)
-        logger.info("cascade ready: %d routers, %d managers, %d handlers, %d executors",
+        logger.info("cascade ready (%s mode): %d routers, %d managers, %d handlers, "
+                    "%d executors", settings.EXECUTION_MODE,
                     len(discovered.routers), len(discovered.managers),
                     len(discovered.handlers), len(discovered.executors))
         try:
             yield
         finally:
+            if fanout is not None:
+                await fanout.stop()
             for instance in reversed(managers):
                 if hasattr(instance, "shutdown"):
                     await instance.shutdown()

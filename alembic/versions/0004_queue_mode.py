@@ -29,7 +29,6 @@ depends_on: str | Sequence[str] | None = None
 
 PGQUEUER_VERSION = "1.6.0"
 _ACTIVE = sa.text("status IN ('queued', 'running')")
-_LEASED = sa.text("lease_expires_at IS NOT NULL")
 
 
 def _pgqueuer_ddl() -> str:
@@ -72,7 +71,7 @@ def upgrade() -> None:
     op.create_index("ix_runs_active_user_id", "runs", ["user_id"], unique=False,
                     postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
     op.create_index("ix_runs_lease_expires_at", "runs", ["lease_expires_at"], unique=False,
-                    postgresql_where=_LEASED, sqlite_where=_LEASED)
+                    postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
     op.create_table(
         "workers",
         sa.Column("id", sa.String(length=100), nullable=False),
@@ -110,7 +109,7 @@ def downgrade() -> None:
     op.drop_index("ix_workers_seen_at", table_name="workers")
     op.drop_table("workers")
     op.drop_index("ix_runs_lease_expires_at", table_name="runs",
-                  postgresql_where=_LEASED, sqlite_where=_LEASED)
+                  postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
     op.drop_index("ix_runs_active_user_id", table_name="runs",
                   postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
     with op.batch_alter_table("runs", schema=None) as batch_op:

@@ -21,10 +21,10 @@ class Run(Base):
         Index("ix_runs_active_user_id", "user_id",
               postgresql_where=text("status IN ('queued', 'running')"),
               sqlite_where=text("status IN ('queued', 'running')")),
-        # Workers look for runs whose lease ran out.
+        # Workers look for active runs whose lease ran out.
         Index("ix_runs_lease_expires_at", "lease_expires_at",
-              postgresql_where=text("lease_expires_at IS NOT NULL"),
-              sqlite_where=text("lease_expires_at IS NOT NULL")),
+              postgresql_where=text("status IN ('queued', 'running')"),
+              sqlite_where=text("status IN ('queued', 'running')")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.bus.fanout import publish_hints
 from app.core.bus.log import forget_numbers, write_events
 from app.core.db.bulk import bulk_for, bulk_transaction
 from app.core.di.registry import Registry
@@ -109,9 +110,12 @@ class _Pipe(Generic[T]):
 class EventBus:
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], registry: Registry,
-        *, batch_max: int = 500, persist: Persist | None = None,
+        *, batch_max: int = 500, persist: Persist | None = None, hints: bool = False,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Queue mode: every transaction that writes events also sends their wake-up hints
+        # (and carries the stream deltas) to the other processes (app/core/bus/fanout.py).
+        self._hints = hints
         # Benchmarks swap the database for app.core.bus.memory.InMemoryEventLog.
         self._persist_override = persist
         self._registry = registry
@@ -265,13 +269,15 @@ class EventBus:
         self._committed.put(batch)
 
     async def _persist(self, events: list[Event]) -> None:
-        if not any(event.persisted for event in events):
+        if not self._hints and not any(event.persisted for event in events):
             return
         if self._persist_override is not None:
             await self._persist_override(events)
             return
         async with bulk_transaction(self._sessionmaker) as bulk:
             await write_events(bulk, events)
+            if self._hints:
+                await publish_hints(bulk, events)
 
     async def _finish(self, batch: list[_Write]) -> None:
         await self.dispatch([event for write in batch for event in write.events])
@@ -288,7 +294,10 @@ class EventBus:
     # --- events inside a caller's transaction ------------------------------------------------
     async def emit_in(self, session: AsyncSession, *events: Event) -> None:
         _check_types(events)
-        await write_events(await bulk_for(session), events)
+        bulk = await bulk_for(session)
+        await write_events(bulk, events)
+        if self._hints:
+            await publish_hints(bulk, events)
         session.info.setdefault(_PENDING_KEY, []).extend(events)
 
     async def dispatch_committed(self, session: AsyncSession) -> None:

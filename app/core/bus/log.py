@@ -36,6 +36,10 @@ class EventLogError(Exception):
     pass
 
 
+class FencedOut(EventLogError):
+    """A worker wrote for a run it no longer holds: another worker took the run over."""
+
+
 async def _reserve(bulk: Bulk, table: Table, counts: Mapping[Any, int]) -> dict[Any, int]:
     """Reserve numbers on counter rows (key → how many); returns key → the first one."""
     last = await bulk.add_to_counters(table, "last_event_seq", counts)
@@ -46,17 +50,36 @@ async def _reserve(bulk: Bulk, table: Table, counts: Mapping[Any, int]) -> dict[
     return {key: int(last[key]) - n + 1 for key, n in counts.items()}
 
 
+async def _check_fences(bulk: Bulk, events: Sequence[Event]) -> None:
+    fences = {e.run_id: e.fence for e in events if e.fence is not None}
+    if not fences:
+        return
+    attempts = await bulk.column_values(_RUNS, "attempt", list(fences))
+    stale = sorted(str(run_id) for run_id, fence in fences.items()
+                   if attempts.get(run_id) != fence)
+    if stale:
+        raise FencedOut(f"run(s) {', '.join(stale)} are held by another attempt; this "
+                        "writer lost its lease")
+
+
 async def write_events(bulk: Bulk, events: Sequence[Event]) -> None:
     """Number and insert persisted events (and apply their state ops) in `bulk`'s
     transaction. Fills in id, user_seq, run_seq and created_at on each event."""
     persisted = [event for event in events if event.persisted]
     if not persisted:
+        # Stream deltas alone: not logged, but a fenced-out worker's must not reach the
+        # tunnels either (queue mode sends them on from this transaction).
+        await _check_fences(bulk, events)
         return
     # Users before runs, each in key order: the lock order every writer follows.
     next_user_seq = await _reserve(bulk, _USERS, Counter(e.user_id for e in persisted))
     run_counts = Counter(e.run_id for e in persisted if e.run_id is not None)
     next_run_seq: dict[uuid.UUID, int] = (
         await _reserve(bulk, _RUNS, run_counts) if run_counts else {})
+    # The counter UPDATE above holds the run rows' locks until commit, so the attempt read
+    # here cannot change before this write commits: a takeover (which raises the attempt
+    # under the same lock) is either already visible, or waits for this write.
+    await _check_fences(bulk, events)
 
     now = utcnow()
     rows = []

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, Column, Table, bindparam, case, insert, update
+from sqlalchemy import JSON, Column, Table, bindparam, case, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,6 +47,10 @@ class Bulk(Protocol):
         """Add `counts[id]` to `column` of each row by id; returns id → the new value.
         Rows are locked in id order, so concurrent writers never deadlock; the locks hold
         until the transaction ends. A missing row is missing from the result."""
+
+    async def column_values(self, table: Table, column: str,
+                            ids: Sequence[Any]) -> dict[Any, Any]:
+        """id → `column` of the rows with those ids (a missing row is missing)."""
 
 
 async def bulk_for(session: AsyncSession) -> Bulk:
@@ -133,6 +137,12 @@ class PostgresBulk:
             await self.driver.execute(_lock_sql(table), ids)
             rows = await self.driver.fetch(_add_many_sql(table, column), ids,
                                            [counts[i] for i in ids])
+        return {row[0]: row[1] for row in rows}
+
+    async def column_values(self, table: Table, column: str,
+                            ids: Sequence[Any]) -> dict[Any, Any]:
+        rows = await self.driver.fetch(
+            f'SELECT id, "{column}" FROM "{table.name}" WHERE id = ANY($1)', list(ids))
         return {row[0]: row[1] for row in rows}
 
 
@@ -278,6 +288,12 @@ class SessionBulk:
             rows = (await self.session.execute(
                 update(table).where(table.c.id.in_(ids)).values({column: counter + increment})
                 .returning(table.c.id, counter))).all()
+        return {row[0]: row[1] for row in rows}
+
+    async def column_values(self, table: Table, column: str,
+                            ids: Sequence[Any]) -> dict[Any, Any]:
+        rows = (await self.session.execute(
+            select(table.c.id, table.c[column]).where(table.c.id.in_(list(ids))))).all()
         return {row[0]: row[1] for row in rows}
 
 

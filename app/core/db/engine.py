@@ -152,7 +152,10 @@ async def _acquire(lock: asyncio.Lock, timeout_s: float) -> None:
             "process holds it") from None
 
 
-def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0,
+                  server_settings: dict[str, str] | None = None) -> AsyncEngine:
+    """`server_settings`: PostgreSQL session settings for every connection (workers set
+    `idle_in_transaction_session_timeout`, DESIGN.md §10)."""
     url = normalize_url(url)
     parsed = make_url(url)
     # Past `pool_timeout` without a free connection, checkout raises sqlalchemy's
@@ -172,6 +175,8 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0) 
         # log's hot path. Connections are recycled instead, and a dead one fails one
         # transaction, which its caller retries or reports.
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        if server_settings:
+            kwargs["connect_args"] = {"server_settings": dict(server_settings)}
     # JSON columns go through the app's one codec (app/core/json_codec.py), like COPY rows.
     engine = create_async_engine(url, json_serializer=dumps, json_deserializer=loads, **kwargs)
     if parsed.get_backend_name() == "sqlite":

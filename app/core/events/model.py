@@ -26,6 +26,9 @@ class Event:
     created_at: datetime | None = None
     # State changes that must commit in the same transaction as this event (runner only).
     state: list[Any] = field(default_factory=list, repr=False)
+    # The run attempt its writer holds (queue mode, DESIGN.md §10): the write is refused
+    # unless the run's `attempt` still equals it. None: not fenced (inline mode, the API).
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         if self.type not in EventTypes.KNOWN:

@@ -63,6 +63,22 @@ class ConnectionManager:
         if tunnels:
             self._offer_all(tunnels, (message.get("cursor"), encode(message)))
 
+    def send_text_to_user(self, user_id: int, text: str) -> None:
+        """An already encoded ephemeral message (a stream delta from another process)."""
+        tunnels = self._tunnels.get(user_id)
+        if tunnels:
+            self._offer_all(tunnels, (None, text))
+
+    def nudge(self, user_id: int, cursor: int) -> None:
+        """The log holds the user's events up to `cursor` (queue mode): each of the user's
+        tunnels catches up to it from the log."""
+        for tunnel in list(self._tunnels.get(user_id, ())):
+            if not tunnel.nudge(cursor):
+                self._drop_slow(tunnel)
+
+    def user_ids(self) -> list[int]:
+        return list(self._tunnels)
+
     def broadcast(self, message: dict[str, Any]) -> None:
         text = encode(message)
         for tunnels in list(self._tunnels.values()):
@@ -72,14 +88,17 @@ class ConnectionManager:
         size = text_bytes(item[1])  # once per message, not once per tunnel
         for tunnel in list(tunnels):
             if not tunnel.offer(item, size):
-                # A stalled reader: drop it now so it costs nobody else anything; the client
-                # resumes from its cursor.
-                logger.info("closing slow tunnel of user %s (%d bytes queued)",
-                            tunnel.user_id, tunnel.queued_bytes)
-                self.remove(tunnel)
-                task = asyncio.create_task(tunnel.close(CloseCode.SLOW_CONSUMER, "slow consumer"))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._drop_slow(tunnel)
+
+    def _drop_slow(self, tunnel: Tunnel) -> None:
+        """A stalled reader: drop it now so it costs nobody else anything; the client
+        resumes from its cursor."""
+        logger.info("closing slow tunnel of user %s (%d bytes queued)",
+                    tunnel.user_id, tunnel.queued_bytes)
+        self.remove(tunnel)
+        task = asyncio.create_task(tunnel.close(CloseCode.SLOW_CONSUMER, "slow consumer"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close_all(self, code: int = CloseCode.GOING_AWAY) -> None:
         tunnels = [t for group in self._tunnels.values() for t in group]

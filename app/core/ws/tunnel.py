@@ -10,6 +10,11 @@ last cursor it sent, and for every persisted event:
 * cursor > last_cursor + 1: the missing ones are already committed (see core/bus/log.py), so
   they are read from the log and sent first.
 
+In queue mode (DESIGN.md §10) the events of a replica's users are written by other processes:
+a wake-up hint (`nudge`) tells the sender how far the log has reached, and the sender reads
+up to there with the same catch-up. Nudges are coalesced: one is queued at a time, and a
+later hint only raises its target.
+
 Resume is the same rule: `last_cursor` starts at the client's `after` and the sender first
 reads everything after it from the log, while live events queue behind. Ephemeral messages
 (no cursor) go out as they come.
@@ -41,6 +46,8 @@ logger = logging.getLogger("cascade.ws")
 
 # (cursor or None, JSON text). Serialized once per event, shared by every tunnel.
 Outgoing = tuple[int | None, str]
+_NUDGE = "nudge"  # the queue item of a nudge; compared by identity, never sent
+_NUDGE_BYTES = 64  # what a queued nudge counts against the bound
 FetchAfter = Callable[[int, int, int | None, int], Awaitable[list[Outgoing]]]
 
 
@@ -78,6 +85,8 @@ class Tunnel:
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self._closer: asyncio.Future[None] | None = None
+        self._nudge_target = 0  # the highest cursor a hint announced
+        self._nudge_queued = False
 
     # --- called by the ConnectionManager (never blocks) --------------------------------------
     def offer(self, item: Outgoing, size: int | None = None) -> bool:
@@ -100,6 +109,21 @@ class Tunnel:
         self._queue.put_nowait((cursor, text, size))
         return True
 
+    def nudge(self, cursor: int) -> bool:
+        """The log holds this user's events up to `cursor`: send what is missing (a hint
+        from another process, or the safety poll). False when the queue is over its bound."""
+        if cursor <= max(self.last_cursor, self._nudge_target):
+            return True
+        self._nudge_target = cursor
+        if self._nudge_queued or self.closed.is_set():
+            return True
+        if self.queued_bytes + _NUDGE_BYTES > self._limits.queue_bytes and self.queued_bytes:
+            return False
+        self._nudge_queued = True
+        self.queued_bytes += _NUDGE_BYTES
+        self._queue.put_nowait((cursor, _NUDGE, _NUDGE_BYTES))
+        return True
+
     def send_message(self, message: dict[str, Any]) -> bool:
         return self.offer((None, encode(message)))
 
@@ -112,7 +136,10 @@ class Tunnel:
             await self._catch_up(None)
             while True:
                 cursor, text, size = await self._queue.get()
-                if cursor is None:
+                if text is _NUDGE:
+                    self._nudge_queued = False
+                    await self._catch_up(self._nudge_target)
+                elif cursor is None:
                     await self._send(text)
                 elif cursor <= self.last_cursor:
                     pass

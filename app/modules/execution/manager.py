@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1.schemas.execution import RunRequest
@@ -30,6 +30,7 @@ from app.core.di.discovery import Discovered
 from app.core.errors import AppError, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.core.events import Event, EventTypes
 from app.models import Flow, Run, RunNode, User
+from app.modules.execution import queue as run_queue
 from app.modules.execution.executors.api import ExecutorSpec, as_specs
 from app.modules.execution.graph import GraphProblem, parse_graph, validate_graph
 from app.modules.execution.handlers import register_tunnel_handlers
@@ -68,7 +69,17 @@ _FLOW_OF_USER = (select(_FLOWS.c.id, _FLOWS.c.project_id, _FLOWS.c.provider_id,
                         _FLOWS.c.graph_data)
                  .where(_FLOWS.c.id == bindparam("flow_id"),
                         _FLOWS.c.user_id == bindparam("user_id")))
-_INSERT_RUN = insert(cast(Table, Run.__table__))
+_RUNS = cast(Table, Run.__table__)
+_INSERT_RUN = insert(_RUNS)
+_USERS = cast(Table, User.__table__)
+_ACTIVE = [s.value for s in ACTIVE_RUN_STATUSES]
+# Queue mode's admission (DESIGN.md §10): the user's row lock serializes the count of the
+# user's active runs across every replica; the partial index ix_runs_active_user_id keeps the
+# count small.
+_LOCK_USER = select(_USERS.c.id).where(_USERS.c.id == bindparam("user_id")).with_for_update()
+_COUNT_ACTIVE = (select(func.count()).select_from(_RUNS)
+                 .where(_RUNS.c.user_id == bindparam("user_id"), _RUNS.c.status.in_(_ACTIVE)))
+_CANCEL_WAIT_S = 5.0
 
 
 class UserLike(Protocol):
@@ -89,6 +100,12 @@ class ExecutionManager:
         self._tasks: dict[uuid.UUID, asyncio.Task[RunStatus]] = {}
         self._runs_by_user: dict[int, set[uuid.UUID]] = {}
         self._accepting = False
+        # queue: this process enqueues and never runs nodes (workers do, app/worker.py).
+        self.queue_mode = self._settings.EXECUTION_MODE == "queue"
+
+    @property
+    def executors(self) -> Mapping[str, ExecutorSpec]:
+        return self._executors
 
     @property
     def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -106,7 +123,11 @@ class ExecutionManager:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def startup(self) -> None:
-        await self.close_interrupted_runs()
+        # Inline mode: whatever is still active was this database's one process's, which is
+        # gone. Queue mode: other replicas' runs are live; workers close runs whose lease ran
+        # out instead (app/modules/execution/worker.py).
+        if not self.queue_mode:
+            await self.close_interrupted_runs()
         register_tunnel_handlers(self._registry, self)
         self._accepting = True
 
@@ -165,11 +186,9 @@ class ExecutionManager:
         if not self._accepting:
             raise AppError("the server is not accepting runs", code="unavailable",
                            status_code=503)
-        active = self._runs_by_user.get(user.id, set())
-        if len(active) >= self._settings.MAX_RUNS_PER_USER:
-            raise TooManyRequests(
-                f"at most {self._settings.MAX_RUNS_PER_USER} concurrent runs per user",
-                code="too_many_runs")
+        if not self.queue_mode and len(self._runs_by_user.get(user.id, ())) \
+                >= self._settings.MAX_RUNS_PER_USER:
+            raise self._too_many_runs()
         flow: Any = None  # the flow row (id, project_id, provider_id, graph_data)
         if request.flow_id is not None:
             flow = (await session.execute(_FLOW_OF_USER, {
@@ -195,15 +214,35 @@ class ExecutionManager:
         values = {"id": run_id, "flow_id": plan.flow_id, "user_id": user.id,
                   "project_id": plan.project_id, "status": RunStatus.QUEUED.value,
                   "trigger_node_id": request.trigger_node_id, "provider_id": provider_id,
-                  "graph": raw_graph}
+                  "graph": raw_graph, "cached_outputs": plan.reusable or None}
+        if self.queue_mode:
+            await self._admit(session, user.id)
         # A Core insert: the ORM's unit of work cost more than the statement on this path.
         await session.execute(_INSERT_RUN, values)
+        if self.queue_mode:
+            # The job commits with the run row (the request's transaction), or neither does.
+            await run_queue.enqueue(session, run_id)
+            return AcceptedRun(run_id, RunStatus.QUEUED.value, plan.warnings)
         # Count the run against the user's limit now; start it once its row is committed
         # (the runner numbers events against that row).
         self._reserve(user.id, run_id)
         after_commit(session, lambda: self._launch(plan),
                      on_rollback=lambda: self._release(user.id, run_id))
         return AcceptedRun(run_id, RunStatus.QUEUED.value, plan.warnings)
+
+    def _too_many_runs(self) -> TooManyRequests:
+        return TooManyRequests(
+            f"at most {self._settings.MAX_RUNS_PER_USER} concurrent runs per user",
+            code="too_many_runs")
+
+    async def _admit(self, session: AsyncSession, user_id: int) -> None:
+        """Queue mode: count the user's queued and running runs under the user's row lock,
+        held until the request commits, so concurrent starts on any replica are counted one
+        after another."""
+        await session.execute(_LOCK_USER, {"user_id": user_id})
+        active = (await session.execute(_COUNT_ACTIVE, {"user_id": user_id})).scalar_one()
+        if active >= self._settings.MAX_RUNS_PER_USER:
+            raise self._too_many_runs()
 
     def _validate(self, raw: dict[str, Any], provider_id: str, request: RunRequest) -> Any:
         s = self._settings
@@ -247,15 +286,18 @@ class ExecutionManager:
                 return True
         return False
 
-    def _launch(self, plan: RunPlan) -> None:
+    def provider_for(self, provider_id: str) -> TextProvider:
         try:
-            provider: TextProvider = self.providers.get(plan.provider_id)
+            return self.providers.get(provider_id)
         except ProviderError as exc:
             # Validation let the run through because none of its nodes needs the provider
             # (no key, nothing calls it); a node that calls it after all fails with this error
             # instead of the trigger crashing after the run row was committed.
-            provider = _UnavailableProvider(plan.provider_id, exc)
-        runner = Runner(plan, bus=self._bus, provider=provider, limits=self.limits())
+            return _UnavailableProvider(provider_id, exc)
+
+    def _launch(self, plan: RunPlan) -> None:
+        runner = Runner(plan, bus=self._bus, provider=self.provider_for(plan.provider_id),
+                        limits=self.limits())
         task = asyncio.create_task(runner.run(), name=f"run-{plan.run_id}")
         self._tasks[plan.run_id] = task
 
@@ -283,6 +325,8 @@ class ExecutionManager:
     # --- cancel ------------------------------------------------------------------------------
     async def cancel(self, session: AsyncSession, user: User, run_id: uuid.UUID) -> Run:
         run = await self.get_run(session, user, run_id)
+        if self.queue_mode:
+            return await self._cancel_queued(session, run)
         task = self._tasks.get(run_id)
         if task is None or task.done():
             raise Conflict("the run is not running", code="run_not_active",
@@ -294,6 +338,40 @@ class ExecutionManager:
         await asyncio.wait([task], timeout=5)
         await session.refresh(run)
         return run
+
+    async def _cancel_queued(self, session: AsyncSession, run: Run) -> Run:
+        """Queue mode: a run no worker has claimed yet is cancelled here and now; a claimed
+        one is flagged, and its worker (told by NOTIFY, or at its next poll of the flag)
+        cancels it. Either way the answer waits until the run has ended (at most 5 s)."""
+        locked = (await session.execute(
+            select(Run.status, Run.lease_expires_at).where(Run.id == run.id)
+            .with_for_update())).one()
+        if locked.status not in _ACTIVE:
+            raise Conflict("the run is not running", code="run_not_active",
+                           details={"status": locked.status})
+        if locked.status == RunStatus.QUEUED.value and locked.lease_expires_at is None:
+            # Raising the attempt fences out a worker that picks the job up later.
+            await session.execute(update(_RUNS).where(_RUNS.c.id == run.id)
+                                  .values(attempt=_RUNS.c.attempt + 1))
+            await self._bus.emit_in(session, Event(
+                EventTypes.EXECUTION_CANCELLED, {"cancelled_node_ids": [], "outputs": {}},
+                user_id=run.user_id, project_id=run.project_id, run_id=run.id,
+                flow_id=run.flow_id,
+                state=[RunUpdate(run.id, {"status": RunStatus.CANCELLED.value,
+                                          "finished_at": utcnow()})]))
+            await session.commit()
+            await self._bus.dispatch_committed(session)
+        else:
+            await run_queue.request_cancel(session, run.id)
+            await session.commit()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CANCEL_WAIT_S
+        while True:
+            await session.refresh(run)
+            await session.commit()  # each look is a fresh snapshot
+            if run.status not in _ACTIVE or loop.time() >= deadline:
+                return run
+            await asyncio.sleep(0.05)
 
     # --- reading -----------------------------------------------------------------------------
     async def get_run(self, session: AsyncSession, user: User, run_id: uuid.UUID) -> Run:

@@ -43,6 +43,9 @@ class RunPlan:
     trigger_node_id: str | None = None
     # `data` keys nothing reads: [{node_id, code: "unknown_config_key", key}] (DESIGN.md §3).
     warnings: list[dict[str, str]] = field(default_factory=list)
+    # Every ancestor output the plan could reuse (a superset of `cached`): building the plan
+    # again from these (a worker, in queue mode) gives the same plan.
+    reusable: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def node_ids(self) -> list[str]:
@@ -104,5 +107,5 @@ def build_plan(
         provider_id=provider_id, graph=sub, specs=specs, configs=configs, commons=commons,
         edge_kinds=classify_edges(sub, registry), levels=group_by_levels(sub),
         to_run=frozenset(must_run), cached={n: cached[n] for n in needed_cached},
-        trigger_node_id=trigger_node_id, warnings=warnings,
+        trigger_node_id=trigger_node_id, warnings=warnings, reusable=cached,
     )

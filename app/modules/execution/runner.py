@@ -89,8 +89,13 @@ def as_failure(exc: Exception, timeout_s: float) -> NodeFailure:
 
 class Runner:
     def __init__(self, plan: RunPlan, *, bus: EventBus, provider: TextProvider,
-                 limits: RunnerLimits, clock: Callable[[], float] = time.monotonic) -> None:
+                 limits: RunnerLimits, clock: Callable[[], float] = time.monotonic,
+                 fence: int | None = None) -> None:
         self.plan = plan
+        # Queue mode: the run attempt this worker holds; the log refuses the run's events
+        # once another worker has taken the run over (DESIGN.md §10).
+        self._fence = fence
+        self._abandoned = False
         self._bus = bus
         self._provider = provider
         self._limits = limits
@@ -157,6 +162,9 @@ class Runner:
         if not self._outbox:
             return
         events, self._outbox = self._outbox, []
+        if self._fence is not None:
+            for event in events:
+                event.fence = self._fence
         try:
             self._unconfirmed.append(self._bus.enqueue(events))
         except Exception as exc:  # surfaces in _confirm, not in the loop's exception handler
@@ -201,6 +209,8 @@ class Runner:
                 await self._run_level(runnable)
             return await self._complete()
         except asyncio.CancelledError:
+            if self._abandoned:  # another worker holds the run now: it records the end
+                return RunStatus.FAILED
             await self._record_cancel()
             return RunStatus.CANCELLED
         except Exception as exc:
@@ -209,6 +219,11 @@ class Runner:
             return RunStatus.FAILED
         finally:
             self._deadlines.close()
+
+    def abandon(self) -> None:
+        """This worker lost the run's lease: the next cancel of its task records nothing
+        (the log would refuse it; the worker that took the run over closes it)."""
+        self._abandoned = True
 
     async def _start(self) -> None:
         plan = self.plan
