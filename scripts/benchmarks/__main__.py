@@ -15,7 +15,16 @@ from pathlib import Path
 from app.core.config import Settings
 from app.core.gc_tuning import tune_gc
 from scripts.benchmarks import browser as browser_part
-from scripts.benchmarks import engine, eventlog, http_runs, load, parallelism, report, tunnels
+from scripts.benchmarks import (
+    engine,
+    eventlog,
+    http_runs,
+    load,
+    parallelism,
+    queue,
+    report,
+    tunnels,
+)
 from scripts.benchmarks.common import DEFAULT_PG_URL, ROOT, Databases, Options, Section
 
 Part = Callable[[Options, Databases], Awaitable[Section]]
@@ -28,6 +37,7 @@ PARTS: dict[str, tuple[str, Part]] = {
     "load": ("6. The load users see: tunnels and REST runs", load.measure),
     "logins": ("7. Event loop lag during a login burst", load.measure_logins),
     "browser": ("8. The page in a browser", browser_part.measure),
+    "queue": ("9. Queue mode: API replicas and workers", queue.measure),
 }
 # Wall-clock bound of one part (each part also bounds its own loops).
 PART_TIMEOUT_S = {"quick": 120.0, "full": 1800.0}

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 TERMINAL = ("execution.completed", "execution.failed", "execution.cancelled")
@@ -72,6 +73,9 @@ class _User:
         self.waiting: dict[str, asyncio.Future[tuple[float, str]]] = {}
         # Terminal events that came before the 202 was read (the run can end first).
         self.early: dict[str, tuple[float, str]] = {}
+        # Wall-clock ms from each terminal event's `ts` (written, just before its commit) to
+        # its arrival here: commit → (hint →) tunnel, one machine's clock.
+        self.delivery_ms: list[float] = []
 
     async def read(self) -> None:
         with contextlib.suppress(Exception):
@@ -79,10 +83,14 @@ class _User:
                 if not any(mark in raw for mark in _TERMINAL_MARKS):
                     continue
                 now = time.monotonic()
+                wall = time.time()
                 message = json.loads(raw)
                 kind = message.get("type")
                 if kind not in TERMINAL:
                     continue
+                if "ts" in message:
+                    self.delivery_ms.append(
+                        (wall - datetime.fromisoformat(message["ts"]).timestamp()) * 1000)
                 run_id = message["data"]["run_id"]
                 waiter = self.waiting.pop(run_id, None)
                 if waiter is None:
@@ -103,11 +111,18 @@ class _User:
             self.waiting.pop(run_id, None)
 
 
-async def _runs(port: int, accounts: list[tuple[str, str]], in_flight: int, duration_s: float,
-                grace_s: float, server_pid: int) -> dict[str, Any]:
+async def _runs(ports: list[int], accounts: list[tuple[str, str]], in_flight: int,
+                duration_s: float, grace_s: float, tiers: dict[str, list[int]],
+                ) -> dict[str, Any]:
     from scripts.benchmarks.common import cpu_seconds, postgres_cpu_seconds
 
-    users = [_User(await open_tunnel(port, token)) for token, _ in accounts]
+    def tier_cpu() -> dict[str, float]:
+        return {tier: sum(cpu_seconds(pid) for pid in pids) for tier, pids in tiers.items()}
+
+    # User i talks to API replica i mod n, tunnel and requests alike (a sticky balancer).
+    port_of = [ports[i % len(ports)] for i in range(len(accounts))]
+    users = [_User(await open_tunnel(port, token))
+             for port, (token, _) in zip(port_of, accounts, strict=True)]
     readers = [asyncio.create_task(user.read()) for user in users]
     latencies: list[float] = []
     counts = {"accepted": 0, "completed": 0, "in_window": 0, "failed": 0, "never_ended": 0}
@@ -115,19 +130,20 @@ async def _runs(port: int, accounts: list[tuple[str, str]], in_flight: int, dura
     started = time.monotonic()
     deadline = started + duration_s
     cpu0 = os.times()
-    server0, pg0 = cpu_seconds(server_pid), postgres_cpu_seconds()
+    tiers0, pg0 = tier_cpu(), postgres_cpu_seconds()
     window_cpu: dict[str, float | None] = {}
 
     async def at_deadline() -> None:
         await asyncio.sleep(duration_s)
-        server1, pg1 = cpu_seconds(server_pid), postgres_cpu_seconds()
-        window_cpu["server_cpu_s"] = server1 - server0
+        tiers1, pg1 = tier_cpu(), postgres_cpu_seconds()
+        for tier, seconds in tiers1.items():
+            window_cpu[f"{tier}_cpu_s"] = seconds - tiers0[tier]
         window_cpu["postgres_cpu_s"] = pg1 - pg0 if pg0 is not None and pg1 is not None \
             else None
         cpu = os.times()
         window_cpu["client_cpu_s"] = (cpu.user + cpu.system) - (cpu0.user + cpu0.system)
 
-    async def slot(user: _User, token: str, body: bytes) -> None:
+    async def slot(user: _User, port: int, token: str, body: bytes) -> None:
         # Closed loop: the next run starts when this slot's run has ended on its tunnel.
         conn = HttpConnection(port)
         try:
@@ -163,15 +179,16 @@ async def _runs(port: int, accounts: list[tuple[str, str]], in_flight: int, dura
             conn.close()
 
     slots = []
-    for user, (token, flow_id) in zip(users, accounts, strict=True):
+    for user, port, (token, flow_id) in zip(users, port_of, accounts, strict=True):
         body = json.dumps({"flow_id": flow_id}).encode()
-        slots += [slot(user, token, body) for _ in range(in_flight)]
+        slots += [slot(user, port, token, body) for _ in range(in_flight)]
     await asyncio.gather(at_deadline(), *slots)
     for task in readers:
         task.cancel()
     await asyncio.gather(*(user.ws.close() for user in users), return_exceptions=True)
     return {**counts, **window_cpu, "latencies": latencies, "errors": errors,
-            "duration_s": duration_s}
+            "duration_s": duration_s,
+            "delivery_ms": [ms for user in users for ms in user.delivery_ms]}
 
 
 async def _ping_lag(ws: Any, stop: asyncio.Event, every_s: float) -> list[float]:
@@ -248,7 +265,16 @@ def run_load(port: int, accounts: list[tuple[str, str]], in_flight: int, duratio
     `in_flight` runs of its flow going for `duration_s`, then waits `grace_s` for the last
     ones. accounts: (access token, flow id). The CPU of the server process (and of the
     PostgreSQL server, when it runs on this machine) is read at the window's two ends."""
-    return _run(_runs(port, accounts, in_flight, duration_s, grace_s, server_pid))
+    return _run(_runs([port], accounts, in_flight, duration_s, grace_s,
+                      {"server": [server_pid]}))
+
+
+def run_load_tiers(ports: list[int], accounts: list[tuple[str, str]], in_flight: int,
+                   duration_s: float, grace_s: float,
+                   tiers: dict[str, list[int]]) -> dict[str, Any]:
+    """`run_load` against several API replicas (user i on `ports[i % n]`), with the CPU of
+    each tier's processes (`tiers`: name → pids) read as `<name>_cpu_s`."""
+    return _run(_runs(ports, accounts, in_flight, duration_s, grace_s, tiers))
 
 
 def run_login_burst(port: int, token: str, credentials: list[tuple[str, str]],

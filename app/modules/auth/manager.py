@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus import EventBus
 from app.core.config import Settings
@@ -17,7 +17,7 @@ from app.core.db.base import utcnow
 from app.core.di import Registry
 from app.core.errors import Conflict, TooManyRequests, Unauthorized
 from app.core.events import Event, EventTypes
-from app.core.ratelimit import FailureLimiter
+from app.core.ratelimit import DatabaseLimiter, Limiter, MemoryLimiter
 from app.core.security import (
     InvalidToken,
     PasswordHasher,
@@ -51,9 +51,14 @@ class AuthManager:
         # Two budgets (DESIGN.md §8): a tight one per identifier and account, and a looser one
         # per client address, so one account's failures never throttle the correct login of
         # another account behind the same address (an office, a NAT).
-        self._identifier_limiter = FailureLimiter(self._settings.LOGIN_FAILURES_PER_MINUTE)
-        self._address_limiter = FailureLimiter(
-            self._settings.LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE)
+        # In queue mode the budgets live in the database, shared by every replica.
+        def limiter(max_failures: int) -> Limiter:
+            if self._settings.EXECUTION_MODE == "queue":
+                return DatabaseLimiter(registry.get(async_sessionmaker), max_failures)
+            return MemoryLimiter(max_failures)
+
+        self._identifier_limiter = limiter(self._settings.LOGIN_FAILURES_PER_MINUTE)
+        self._address_limiter = limiter(self._settings.LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE)
 
     # --- tokens ------------------------------------------------------------------------------
     async def issue_pair(
@@ -119,28 +124,29 @@ class AuthManager:
         return user is not None and user.is_active and user.deleted_at is None
 
     # --- login -------------------------------------------------------------------------------
-    def _check_rate(self, identifier: str, client: str) -> _LoginKeys:
+    async def _check_rate(self, identifier: str, client: str) -> _LoginKeys:
         # The identifier as login matches it (trimmed, any case): " Bob" is no fresh budget.
         keys = _LoginKeys(identifier=[f"id:{identifier.strip().lower()}"],
                           address=f"ip:{client}")
-        self._refuse_if_limited(keys)
+        await self._refuse_if_limited(keys)
         return keys
 
-    def _refuse_if_limited(self, keys: _LoginKeys) -> None:
-        waits = [w for w in (self._identifier_limiter.retry_after(*keys.identifier),
-                             self._address_limiter.retry_after(keys.address)) if w is not None]
+    async def _refuse_if_limited(self, keys: _LoginKeys) -> None:
+        waits = [w for w in (await self._identifier_limiter.retry_after(*keys.identifier),
+                             await self._address_limiter.retry_after(keys.address))
+                 if w is not None]
         if waits:
             raise TooManyRequests("too many failed logins; try again later",
                                   code="too_many_attempts",
                                   headers={"Retry-After": str(max(waits))})
 
-    def _record_failure(self, keys: _LoginKeys) -> None:
-        self._identifier_limiter.record_failure(*keys.identifier)
-        self._address_limiter.record_failure(keys.address)
+    async def _record_failure(self, keys: _LoginKeys) -> None:
+        await self._identifier_limiter.record_failure(*keys.identifier)
+        await self._address_limiter.record_failure(keys.address)
 
     async def login(self, session: AsyncSession, identifier: str, password: str,
                     client: str) -> tuple[User, str, str]:
-        keys = self._check_rate(identifier, client)
+        keys = await self._check_rate(identifier, client)
         ident = identifier.strip().lower()
         user = (await session.execute(select(User).where(
             or_(User.email == ident, func.lower(User.username) == ident),
@@ -150,13 +156,13 @@ class AuthManager:
         await session.commit()
         if user is None:
             await self._hasher.burn(password)
-            self._record_failure(keys)
+            await self._record_failure(keys)
             raise Unauthorized(_BAD_CREDENTIALS, code="invalid_credentials")
         # One budget per account too, so its email and its username do not add up to two.
         keys.identifier.append(f"user:{user.id}")
-        self._refuse_if_limited(keys)
+        await self._refuse_if_limited(keys)
         if not await self._hasher.verify(password, user.password_hash) or not user.is_active:
-            self._record_failure(keys)
+            await self._record_failure(keys)
             await self._bus.emit_in(session, Event(
                 EventTypes.AUTH_LOGIN_FAILED, {"user_id": user.id, "reason": "bad_credentials"},
                 user_id=user.id))
@@ -171,7 +177,7 @@ class AuthManager:
 
     async def admin_login(self, session: AsyncSession, identifier: str, password: str,
                           client: str) -> tuple[BackofficeUser, str, str]:
-        keys = self._check_rate("admin:" + identifier.strip(), client)
+        keys = await self._check_rate("admin:" + identifier.strip(), client)
         ident = identifier.strip().lower()
         admin = (await session.execute(select(BackofficeUser).where(
             or_(BackofficeUser.email == ident, func.lower(BackofficeUser.username) == ident))
@@ -181,7 +187,7 @@ class AuthManager:
             await self._hasher.burn(password)
         if admin is None or not await self._hasher.verify(password, admin.password_hash) \
                 or not admin.is_active:
-            self._record_failure(keys)
+            await self._record_failure(keys)
             raise Unauthorized(_BAD_CREDENTIALS, code="invalid_credentials")
         access, refresh, _ = await self.issue_pair(session, subject=admin.id, role="admin")
         return admin, access, refresh

@@ -56,8 +56,8 @@ _RUNS = cast(Table, Run.__table__)
 _CLAIM = """
 UPDATE runs SET attempt = attempt + 1, worker_id = $2,
        lease_expires_at = now() + make_interval(secs => $3)
- WHERE id = $1 AND status = 'queued' AND lease_expires_at IS NULL
-RETURNING attempt, user_id, project_id, flow_id, provider_id, graph, trigger_node_id,
+ WHERE id = ANY($1::uuid[]) AND status = 'queued' AND lease_expires_at IS NULL
+RETURNING id, attempt, user_id, project_id, flow_id, provider_id, graph, trigger_node_id,
           cached_outputs
 """
 _RENEW = """
@@ -113,7 +113,7 @@ class RunWorker:
         self._slot_free = asyncio.Event()
         self.listener = PgListener(
             self._settings.DATABASE_URL,
-            {run_queue.JOBS_CHANNEL: lambda _payload: self._wake.set(),
+            {run_queue.JOBS_CHANNEL: self._on_jobs_changed,
              run_queue.CANCEL_CHANNEL: self._on_cancel},
             name=f"cascade-worker-{os.getpid()}", on_connect=self._after_connect)
 
@@ -152,6 +152,12 @@ class RunWorker:
         self._wake.set()  # jobs may have arrived while the listener was away
         await self._poll_once()  # and cancels too
 
+    def _on_jobs_changed(self, payload: str) -> None:
+        # pgqueuer's trigger reports every change of its job table; only an insert brings a
+        # job to take (a pick or an ack woke every worker for nothing: a dequeue each).
+        if '"insert"' in payload:
+            self._wake.set()
+
     def _on_cancel(self, payload: str) -> None:
         with contextlib.suppress(ValueError):
             held = self._held.get(uuid.UUID(payload))
@@ -186,23 +192,24 @@ class RunWorker:
             yield (await connection.get_raw_connection()).driver_connection
 
     async def _take(self, n: int) -> int:
+        """Pick up to `n` jobs, and claim their runs and ack the jobs in one transaction."""
         async with self._driver() as driver:
             jobs = await run_queue.dequeue(driver, n, self.uuid, self._settings.RUN_LEASE_S)
-            for job in jobs:
-                run_id = run_queue.run_id_of(job)
-                claimed = None
-                async with driver.transaction():
-                    if run_id is not None:
-                        claimed = await driver.fetchrow(_CLAIM, run_id, self.id,
-                                                        self._settings.RUN_LEASE_S)
-                    await run_queue.ack(driver, [job])
-                if claimed is None:
-                    # Cancelled before any worker took it, or a stale job of a run another
-                    # worker holds (or held: the poll closes it once its lease runs out).
-                    logger.info("job %s: run %s is not waiting for a worker", job.id, run_id)
-                    continue
-                assert run_id is not None
-                self._launch(run_id, claimed)
+            if not jobs:
+                return 0
+            run_ids = [run_id for job in jobs if (run_id := run_queue.run_id_of(job))]
+            async with driver.transaction():
+                claimed = await driver.fetch(_CLAIM, run_ids, self.id,
+                                             self._settings.RUN_LEASE_S)
+                await run_queue.ack(driver, jobs)
+        for row in claimed:
+            self._launch(row["id"], row)
+        if len(claimed) < len(jobs):
+            # Cancelled before any worker took them, or stale jobs of runs another worker
+            # holds (or held: the poll closes them once their lease runs out).
+            missed = set(run_ids) - {row["id"] for row in claimed}
+            logger.info("worker %s: %d job(s) of runs not waiting for a worker: %s", self.id,
+                        len(jobs) - len(claimed), ", ".join(sorted(map(str, missed))))
         return len(jobs)
 
     def _launch(self, run_id: uuid.UUID, row: Any) -> None:
