@@ -9,9 +9,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, Table, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
@@ -33,7 +33,11 @@ class EventFilter:
     user_id: int | None = None  # admins only: one user's events
 
 
-def event_from_row(row: EventLog) -> Event:
+_EVENTS = cast(Table, EventLog.__table__)
+
+
+def event_from_row(row: Any) -> Event:
+    """An Event from an `event_logs` row (an ORM EventLog or a Core row of its columns)."""
     return Event(type=row.event_name, payload=row.payload, user_id=row.user_id,
                  project_id=row.project_id, run_id=row.run_id, session_id=row.session_id,
                  flow_id=row.flow_id,
@@ -145,12 +149,15 @@ class EventLogManager:
 
     async def _fetch_after(self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int,
                            after: int, until: int | None, limit: int) -> list[Outgoing]:
-        query = select(EventLog).where(EventLog.user_id == user_id, EventLog.user_seq > after)
+        # Core rows, not ORM objects: every tunnel's resume reads here, and in queue mode
+        # every wake-up hint does (app/core/bus/fanout.py); loading EventLog instances cost
+        # more than the query.
+        query = select(_EVENTS).where(_EVENTS.c.user_id == user_id, _EVENTS.c.user_seq > after)
         if until is not None:
-            query = query.where(EventLog.user_seq <= until)
+            query = query.where(_EVENTS.c.user_seq <= until)
         async with sessionmaker() as session:
             rows = (await session.execute(
-                query.order_by(EventLog.user_seq).limit(limit))).scalars().all()
+                query.order_by(_EVENTS.c.user_seq).limit(limit))).all()
         return [(row.user_seq, encode(event_from_row(row).to_message())) for row in rows]
 
     @staticmethod

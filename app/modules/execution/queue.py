@@ -5,9 +5,10 @@
   without a job, or a job without its run.
 * `dequeue` picks jobs with pgqueuer's query (FOR UPDATE SKIP LOCKED, so two workers never
   pick one job; a job whose picker stopped heartbeating for `RUN_LEASE_S` is picked again).
-* `ack` deletes a job into pgqueuer's log. The worker acks in the transaction that claims the
-  run (app/modules/execution/worker.py): a worker that dies between the pick and the claim
-  leaves the job picked, and pgqueuer hands it to another worker once its heartbeat is stale.
+* `ack` deletes a job into pgqueuer's log. The worker picks, claims the run and acks in one
+  transaction (app/modules/execution/worker.py): a worker that dies before that commits
+  leaves the job queued. (A job left `picked` by anything else is handed to another worker
+  by pgqueuer once its heartbeat is `RUN_LEASE_S` old.)
 * `request_cancel` raises the run's cancel flag and sends `cascade_cancel` in the caller's
   transaction; the worker holding the run hears it, or reads the flag at its next poll.
 

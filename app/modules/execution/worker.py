@@ -192,16 +192,16 @@ class RunWorker:
             yield (await connection.get_raw_connection()).driver_connection
 
     async def _take(self, n: int) -> int:
-        """Pick up to `n` jobs, and claim their runs and ack the jobs in one transaction."""
-        async with self._driver() as driver:
+        """Pick up to `n` jobs, claim their runs and ack the jobs, in one transaction: one
+        commit for the lot, and a worker that dies before it commits leaves the jobs queued
+        (their rows were only locked, SKIP LOCKED keeping other workers off them)."""
+        async with self._driver() as driver, driver.transaction():
             jobs = await run_queue.dequeue(driver, n, self.uuid, self._settings.RUN_LEASE_S)
             if not jobs:
                 return 0
             run_ids = [run_id for job in jobs if (run_id := run_queue.run_id_of(job))]
-            async with driver.transaction():
-                claimed = await driver.fetch(_CLAIM, run_ids, self.id,
-                                             self._settings.RUN_LEASE_S)
-                await run_queue.ack(driver, jobs)
+            claimed = await driver.fetch(_CLAIM, run_ids, self.id, self._settings.RUN_LEASE_S)
+            await run_queue.ack(driver, jobs)
         for row in claimed:
             self._launch(row["id"], row)
         if len(claimed) < len(jobs):
