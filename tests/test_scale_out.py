@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from sqlalchemy import select
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -584,13 +585,13 @@ def test_worker_refuses_inline_mode(cluster: Cluster) -> None:
 
 
 # --- in-process pieces -----------------------------------------------------------------------
-async def test_a_stale_fence_writes_nothing(databases: Databases) -> None:
-    url = databases.postgres()
-    engine = create_engine(url)
+async def test_a_stale_fence_writes_nothing(pg_url: str) -> None:
+    engine = create_engine(pg_url)
     sessionmaker = create_sessionmaker(engine)
     try:
         async with sessionmaker() as session:
-            user = User(email="fence@example.com", username="fence", password_hash="x")
+            name = f"fence{uuid.uuid4().hex[:8]}"
+            user = User(email=f"{name}@example.com", username=name, password_hash="x")
             session.add(user)
             await session.flush()
             run = Run(user_id=user.id, status="running", graph={}, provider_id="echo",
@@ -615,7 +616,8 @@ async def test_a_stale_fence_writes_nothing(databases: Databases) -> None:
         async with sessionmaker() as session:
             assert (await session.get(User, user_id)).last_event_seq == 0  # type: ignore
             assert (await session.get(Run, run_id)).last_event_seq == 0  # type: ignore
-            assert (await session.execute(EventLog.__table__.select())).all() == []
+            assert (await session.execute(select(EventLog).where(
+                EventLog.user_id == user_id))).all() == []
         async with bulk_transaction(sessionmaker) as bulk:  # the current attempt writes
             await write_events(bulk, [event(2)])
         async with sessionmaker() as session:
