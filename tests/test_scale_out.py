@@ -402,10 +402,11 @@ async def test_cancel_reaches_the_worker_from_any_replica(up: Cluster) -> None:
                     response = await request
                     assert response.status_code == 202, response.text
                     assert response.json()["status"] == "cancelled"
-                else:
-                    accepted = [m for m in received
-                                if m["type"] == "execution.cancel.accepted"]
-                    assert accepted and accepted[0]["data"]["request_id"] == "c1", received
+                else:  # answered once the run has ended, so after execution.cancelled
+                    accepted = await read_until(
+                        ws, lambda m: m["type"] == "execution.cancel.accepted", within=10)
+                    assert accepted[-1]["data"] == {"run_id": run_id, "status": "cancelled",
+                                                    "request_id": "c1"}, accepted
                 rows = await events(a, account, run_id=run_id)
                 assert assert_run_log(rows)["type"] == EventTypes.EXECUTION_CANCELLED
                 assert {node: status for node, (status, _) in node_ends(rows).items()} == {
