@@ -100,6 +100,13 @@ class Proc:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(10)
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGCONT first, in case a test froze it); `stop` waits."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGCONT)
+                os.kill(self.pid, signal.SIGTERM)
+
     def stop(self, within: float = 15.0) -> int | None:
         """SIGTERM (after SIGCONT, in case a test froze it); kill -9 if it lingers.
         Returns the exit code of a clean stop, None when it had to be killed."""
@@ -108,9 +115,7 @@ class Proc:
         if self.popen.poll() is not None:
             self.kill()  # leftovers of its group, if any
             return self.popen.returncode
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGCONT)
-            os.kill(self.pid, signal.SIGTERM)
+        self.terminate()
         try:
             code: int | None = self.popen.wait(within)
         except subprocess.TimeoutExpired:
@@ -241,5 +246,8 @@ class Cluster:
                          for p in procs)
 
     def shutdown(self) -> None:
-        for proc in [*self.workers, *self.apis.values(), *self.retired]:
+        procs = [*self.workers, *self.apis.values(), *self.retired]
+        for proc in procs:  # all at once: each one's graceful stop takes a moment
+            proc.terminate()
+        for proc in procs:
             proc.stop()

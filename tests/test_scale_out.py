@@ -576,6 +576,7 @@ def test_queue_mode_refuses_sqlite(cluster: Cluster, tmp_path: Path) -> None:
     worker = run_refused([str(ROOT / "scripts" / "worker")], env)
     assert worker.returncode != 0, worker
     assert QUEUE_REFUSAL in worker.stderr, worker.stderr
+    assert not (tmp_path / "cascade.db").exists()  # refused before migrating anything
 
 
 def test_worker_refuses_inline_mode(cluster: Cluster) -> None:
