@@ -454,7 +454,8 @@ async def test_admission_counts_across_replicas(up: Cluster) -> None:
 async def test_a_killed_workers_runs_end_worker_lost(up: Cluster) -> None:
     a, b = up.apis["A"], up.apis["B"]
     accounts = [await sign_up(a), await sign_up(b)]
-    hold = "[hold 5s] slow but steady"
+    # Long enough that all four are in flight together even when the claims are slow.
+    hold = "[hold 8s] slow but steady"
     runs: list[tuple[Account, str]] = []
     for account in accounts:
         for api in (a, b):
@@ -496,10 +497,12 @@ async def test_a_killed_workers_runs_end_worker_lost(up: Cluster) -> None:
 async def test_a_frozen_worker_is_fenced_out_after_the_takeover(up: Cluster) -> None:
     a = up.apis["A"]
     account = await sign_up(a)
-    # The answer arrives while its worker is frozen: thawed, the worker's first act for the
-    # run is to record that answer, which the log must refuse.
-    run_id = await start(a, account, chain("[hold 1.5s] frozen"))
+    # The answer arrives while its worker is frozen: thawed, the worker either records that
+    # answer first (and the log refuses it) or renews first (and learns it lost the run).
+    hold_s = 2.0
+    run_id = await start(a, account, chain(f"[hold {hold_s}s] frozen"))
     holders = await wait_held(up, a, account, [run_id])
+    in_flight = time.monotonic()
     frozen = up.worker_by_pid(holders[run_id])
     frozen.signal(signal.SIGSTOP)
     try:
@@ -507,6 +510,7 @@ async def test_a_frozen_worker_is_fenced_out_after_the_takeover(up: Cluster) -> 
         assert run["status"] == "failed" and run["error"]["code"] == "worker_lost", run
         before = await events(a, account, run_id=run_id)
         assert_run_log(before)
+        await asyncio.sleep(max(0.0, in_flight + hold_s + 0.5 - time.monotonic()))
     finally:
         frozen.signal(signal.SIGCONT)
 
