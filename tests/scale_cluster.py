@@ -140,7 +140,7 @@ class Cluster:
     # --- environment and launching -----------------------------------------------------------
     def env(self, **overrides: str) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("CASCADE_", "PYTEST_"))}
+               if not key.startswith("PYTEST_")}
         env.update({"EXECUTION_MODE": "queue", "DATABASE_URL": self.database_url,
                     "JWT_SECRET": JWT_SECRET, "BCRYPT_ROUNDS": "4", "ENV": "test",
                     "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})

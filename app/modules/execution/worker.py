@@ -231,6 +231,12 @@ class RunWorker:
             if held is not None and held.task is task:
                 del self._held[run_id]
             self._slot_free.set()
+            if not task.cancelled() and task.exception() is not None:
+                # A run fenced out mid-write cannot record its own end either; the worker
+                # that took it over did. Said here once, instead of asyncio's "exception
+                # was never retrieved" at garbage collection.
+                logger.warning("run %s (attempt %d) stopped on this worker: %r", run_id,
+                               row["attempt"], task.exception())
 
         task.add_done_callback(forget)
 
