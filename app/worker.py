@@ -1,8 +1,10 @@
 """`scripts/worker`: a queue-mode worker process (DESIGN.md §10).
 
 Settings come from the environment (and `.env`) like the API's; `EXECUTION_MODE=queue` and a
-PostgreSQL `DATABASE_URL` are required. The process runs runs and nothing else: no HTTP, no
-tunnels. SIGTERM or SIGINT stops it cleanly: the runs it holds are cancelled and recorded.
+PostgreSQL `DATABASE_URL` are required. `--migrate` (scripts/worker passes it) runs
+`alembic upgrade head` once those checks pass, before serving. The process runs runs and
+nothing else: no HTTP, no tunnels. SIGTERM or SIGINT stops it cleanly: the runs it holds
+are cancelled and recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import subprocess
 import sys
 
 from sqlalchemy import text
@@ -69,6 +72,13 @@ def main() -> None:
               "(PostgreSQL); in the default inline mode the API process runs the runs",
               file=sys.stderr)
         sys.exit(2)
+    if "--migrate" in sys.argv[1:]:
+        # scripts/worker: migrate only once the configuration is one a worker serves, so a
+        # refused start leaves the database (or a SQLite file it would create) untouched.
+        migrated = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"],
+                                  check=False)
+        if migrated.returncode != 0:
+            sys.exit(migrated.returncode)
 
     async def run() -> None:
         stop = asyncio.Event()

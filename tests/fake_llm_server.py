@@ -9,7 +9,10 @@ the real SDKs to talk to it (DESIGN.md §7: tests point the SDKs' base URLs here
     server.stop()
 
 Answers are deterministic: the reply to a conversation is "reply: " + its last user message,
-streamed in several chunks, with whitespace word counts as token usage. The server runs
+streamed in several chunks, with whitespace word counts as token usage. A last user message
+that contains `[hold 2.5s]` is answered after that long: a slow model for that conversation
+only, whichever process sends it and in whatever order (the scale-out tests' workers race
+each other, so a queue of faults could not say which request it slows). The server runs
 uvicorn in a background thread with its own event loop, so tests (on their own loop) drive it
 through the thread-safe control methods below.
 """
@@ -38,11 +41,20 @@ CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
 
 MalformedKind = Literal["invalid_json", "missing_fields"]
+_HOLD = re.compile(r"\[hold (\d+(?:\.\d+)?)s\]")
 
 
 def reply_for(user_text: str) -> str:
     """The fake model's answer to a conversation whose last user message is `user_text`."""
     return f"reply: {user_text}"
+
+
+def hold_seconds(body: Any) -> float:
+    """How long the conversation's `[hold Ns]` marker asks the server to wait (0: none)."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return 0.0
+    match = _HOLD.search(_last_user_text(body["messages"]))
+    return float(match.group(1)) if match else 0.0
 
 
 def word_count(*texts: str) -> int:
@@ -228,6 +240,9 @@ class FakeLLMServer:
         fault = self._script.take(path)
         if fault is not None and fault.kind == "slow":
             await self._sleep(fault.seconds)
+        hold = hold_seconds(body)
+        if hold:
+            await self._sleep(hold)
         return body, fault
 
     async def _sleep(self, seconds: float) -> None:

@@ -35,7 +35,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus import EventBus
-from app.core.config import Settings
+from app.core.config import PROVIDER_IDS, Settings
 from app.core.db.base import utcnow
 from app.core.db.bulk import driver_connection
 from app.core.db.listener import PgListener
@@ -48,6 +48,7 @@ from app.modules.execution.graph import parse_graph
 from app.modules.execution.manager import ExecutionManager
 from app.modules.execution.models import NodeStatus, NodeUpdate, RunStatus, RunUpdate
 from app.modules.execution.plan import RunPlan, build_plan
+from app.modules.execution.providers.registry import provider_has_key
 from app.modules.execution.runner import Runner
 
 logger = logging.getLogger("cascade.worker")
@@ -123,6 +124,7 @@ class RunWorker:
 
     # --- serving -----------------------------------------------------------------------------
     async def serve(self, stop: asyncio.Event) -> None:
+        self._build_providers()
         logger.info("worker %s serving (concurrency %d, lease %.1f s)", self.id,
                     self._settings.WORKER_CONCURRENCY, self._settings.RUN_LEASE_S)
         self.listener.start()
@@ -138,6 +140,16 @@ class RunWorker:
                     await task
             await self._stop_runs()
             await self.listener.stop()
+
+    def _build_providers(self) -> None:
+        """Build every provider that has a key before taking runs. A provider's SDK is
+        imported when it is first built (seconds for `openai` or `anthropic` on a busy
+        machine), and that import blocks the event loop: done at a run's launch, right after
+        its claim, it stalled the lease renewals until another worker closed the fresh run
+        as lost."""
+        for provider_id in PROVIDER_IDS:
+            if provider_has_key(provider_id, self._settings):
+                self._execution.provider_for(provider_id)
 
     async def _stop_runs(self) -> None:
         """On shutdown the held runs are cancelled and recorded as such (a clean stop is
@@ -226,6 +238,12 @@ class RunWorker:
             if held is not None and held.task is task:
                 del self._held[run_id]
             self._slot_free.set()
+            if not task.cancelled() and task.exception() is not None:
+                # A run fenced out mid-write cannot record its own end either; the worker
+                # that took it over did. Said here once, instead of asyncio's "exception
+                # was never retrieved" at garbage collection.
+                logger.warning("run %s (attempt %d) stopped on this worker: %r", run_id,
+                               row["attempt"], task.exception())
 
         task.add_done_callback(forget)
 
