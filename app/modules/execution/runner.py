@@ -162,7 +162,7 @@ class Runner:
         if not self._outbox:
             return
         events, self._outbox = self._outbox, []
-        if self._fence is not None:
+        if self._fence is not None:  # the stream coalescer's deltas are made elsewhere
             for event in events:
                 event.fence = self._fence
         try:
@@ -186,8 +186,11 @@ class Runner:
 
     # --- events ------------------------------------------------------------------------------
     def _event(self, type_: str, payload: dict[str, Any], *state: Any) -> Event:
+        # Fenced here, not only at the hand-over: the run's last words (_record_fatal) go to
+        # the bus directly, and a fenced-out worker must not get them into the log either.
         return Event(type_, payload, user_id=self.plan.user_id, project_id=self.plan.project_id,
-                     run_id=self.plan.run_id, flow_id=self.plan.flow_id, state=list(state))
+                     run_id=self.plan.run_id, flow_id=self.plan.flow_id, state=list(state),
+                     fence=self._fence)
 
     def _node_event(self, node_id: str, status: NodeStatus, payload: dict[str, Any],
                     values: dict[str, Any], *, type_: str = EventTypes.EXECUTION_NODE_STATUS,
