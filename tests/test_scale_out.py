@@ -327,15 +327,31 @@ async def test_health_ready_reports_workers_and_queue(up: Cluster) -> None:
     account = await sign_up(api)
     run_ids = [await start(api, account, echo_run()), await start(up.apis["B"], account,
                                                                   echo_run())]
+    unclaimed = await start(api, account, echo_run())
     await asyncio.sleep(0.3)
     body = await ready_body(up.apis["B"])
-    assert body["queue"]["depth"] == 2, body
+    assert body["queue"]["depth"] == 3, body
     assert body["queue"]["oldest_age_s"] >= 0.3, body
+    # A run no worker has claimed is cancelled by the replica itself, at once.
+    async with rest(up.apis["B"]) as client:
+        r = await client.post(f"/api/v1/execution/runs/{unclaimed}/cancel",
+                              headers=account.headers)
+    assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
+    assert (await ready_body(api))["queue"]["depth"] == 2
 
     await up.ensure()  # new workers drain the queue
     for run_id in run_ids:
         assert (await wait_end(api, account, run_id, cluster=up))["status"] == "succeeded"
     assert (await ready_body(api))["queue"] == {"depth": 0, "oldest_age_s": None}
+    # Its job, still queued, was taken and dropped: the run was not run after all.
+    async def no_jobs() -> bool:
+        async with pg(up.database_url) as conn:
+            return await conn.fetchval("SELECT count(*) FROM pgqueuer") == 0
+
+    await wait_for(no_jobs, 10, "the workers to take every job", up)
+    rows = await events(api, account, run_id=unclaimed)
+    assert [r["type"] for r in rows] == [EventTypes.EXECUTION_CANCELLED], rows
+    assert (await get_run(api, account, unclaimed))["status"] == "cancelled"
 
 
 # --- 1. a run on A, streamed to a tunnel on B ------------------------------------------------
