@@ -192,7 +192,9 @@ class RunWorker:
             except Exception as exc:  # the database is away: the next poll tries again
                 logger.warning("worker %s: dequeue failed: %s", self.id, exc)
                 taken = 0
-            if taken == 0:
+            if taken < free:
+                # The queue had no more: wait for a new job (a wake-up that came during the
+                # take is still set), instead of a dequeue that would find nothing.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), poll)
 
