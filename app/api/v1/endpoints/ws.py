@@ -105,6 +105,11 @@ async def tunnel_endpoint(websocket: WebSocket) -> None:
     except TooManyTunnels as exc:
         await websocket.close(code=CloseCode.TOO_MANY_TUNNELS, reason=str(exc))
         return
+    # Events committed after `current` was read and before the tunnel was added reached no
+    # tunnel (a local dispatch, or in queue mode a hint, finds it only from now on): the
+    # sender catches up to the log's cursor after its replay. Read before `connection.ready`
+    # goes out, so nothing the client does after it waits behind this read.
+    tunnel.nudge(await events.current_cursor(sessionmaker, user_id))
     await websocket.send_text(encode({"type": "connection.ready",
                                       "data": {"user_id": user_id, "cursor": current}}))
     if bad_after:  # reported after connection.ready, which is always the first message
