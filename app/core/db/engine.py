@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,17 +24,24 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from app.core.db import sqlite_inline
 from app.core.json_codec import dumps, loads
+
+_SQLITE_SCHEMES = ("sqlite://", "sqlite+aiosqlite://")
 
 
 def normalize_url(url: str) -> str:
-    """Accept plain `postgresql://` and `sqlite://` URLs and pick the async drivers."""
+    """Accept plain `postgresql://` and `sqlite://` URLs and pick the async drivers.
+
+    SQLite runs on the event loop thread (app/core/db/sqlite_inline.py), `sqlite+aiosqlite`
+    URLs too: that was the default before, and is still in settings files."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         return "postgresql+asyncpg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    for scheme in _SQLITE_SCHEMES:
+        if url.startswith(scheme):
+            return f"sqlite+{sqlite_inline.DRIVER}://" + url[len(scheme):]
     return url
 
 
@@ -49,7 +59,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    # On the event loop thread SQLite's busy wait blocks the loop: kept short there, and the
+    # write gate waits for the write lock in the loop instead (_begin_immediate).
+    busy_ms = (sqlite_inline.SQLITE_INLINE_BUSY_MS if sqlite_inline.is_inline(dbapi_connection)
+               else int(SQLITE_BUSY_TIMEOUT_S * 1000))
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
     # No implicit BEGIN from the driver: _SQLiteWriteGate decides when a transaction begins.
@@ -113,8 +127,7 @@ class _SQLiteWriteGate:
             lock = self._lock()
             await_(_acquire(lock, SQLITE_BUSY_TIMEOUT_S))
             info[self._HOLDS] = lock
-        # The statement's own cursor: a new one would cost the driver's thread a round trip.
-        cursor.execute("BEGIN IMMEDIATE")
+        _begin_immediate(cursor)
         info[self._IN_TX] = True
 
     def _transaction_ends(self, conn: Connection) -> None:
@@ -139,6 +152,32 @@ class _SQLiteWriteGate:
         lock = record.info.pop(self._HOLDS, None)
         if lock is not None:
             lock.release()
+
+
+# Waits between tries of BEGIN IMMEDIATE while another process holds SQLite's write lock.
+_BUSY_RETRY_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+
+
+def _begin_immediate(cursor: Any) -> None:
+    """BEGIN IMMEDIATE on the statement's own cursor (one more statement, no new cursor).
+
+    Another process holding the write lock (a migration, a script) makes it fail with
+    SQLITE_BUSY once the connection's short busy_timeout is over; it is retried after an
+    asyncio sleep, so the event loop runs meanwhile, until SQLITE_BUSY_TIMEOUT_S."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    for attempt in itertools.count():
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        await_(asyncio.sleep(_BUSY_RETRY_S[min(attempt, len(_BUSY_RETRY_S) - 1)]))
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY \
+        or "database is locked" in str(exc)
 
 
 async def _acquire(lock: asyncio.Lock, timeout_s: float) -> None:
