@@ -17,9 +17,8 @@ from sqlalchemy import Update, insert, select, text, update
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker, sqlite_inline
 from app.core.db import engine as engine_module
-from app.core.db import sqlite_inline
 from app.models import User
 from tests.conftest import Databases, LiveServer
 from tests.helpers import sign_up_and_login
