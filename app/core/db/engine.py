@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -71,6 +71,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _READS = ("SELECT", "PRAGMA", "EXPLAIN")
+_GATES: weakref.WeakKeyDictionary[Engine, _SQLiteWriteGate] = weakref.WeakKeyDictionary()
 
 
 class _SQLiteWriteGate:
@@ -102,6 +103,10 @@ class _SQLiteWriteGate:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary())
 
+    @classmethod
+    def of(cls, engine: Engine) -> _SQLiteWriteGate | None:
+        return _GATES.get(engine)
+
     def _lock(self) -> asyncio.Lock:
         # One lock per event loop: an asyncio lock belongs to the loop that first waits on it.
         loop = asyncio.get_running_loop()
@@ -112,6 +117,7 @@ class _SQLiteWriteGate:
 
     def install(self, engine: AsyncEngine) -> None:
         sync_engine = engine.sync_engine
+        _GATES[sync_engine] = self
         event.listen(sync_engine, "before_cursor_execute", self._before_execute)
         event.listen(sync_engine, "commit", self._transaction_ends)
         event.listen(sync_engine, "rollback", self._transaction_ends)
@@ -128,6 +134,24 @@ class _SQLiteWriteGate:
             await_(_acquire(lock, SQLITE_BUSY_TIMEOUT_S))
             info[self._HOLDS] = lock
         _begin_immediate(cursor)
+        info[self._IN_TX] = True
+
+    async def begin_write(self, info: dict[str, Any], driver: Any) -> None:
+        """What the first write statement does (_before_execute), for a caller about to
+        write on the bare sqlite3 connection under a pooled connection whose `info` is
+        given (bulk.SQLiteBulk). The connection's commit or rollback, and its return to
+        the pool, end it as they end any other write transaction."""
+        if info.get(self._IN_TX):
+            return
+        if self._HOLDS not in info:
+            lock = self._lock()
+            await _acquire(lock, SQLITE_BUSY_TIMEOUT_S)
+            info[self._HOLDS] = lock
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        for attempt in itertools.count():
+            if _try_begin_immediate(driver, deadline):
+                break
+            await asyncio.sleep(_busy_wait_s(attempt))
         info[self._IN_TX] = True
 
     def _transaction_ends(self, conn: Connection) -> None:
@@ -166,13 +190,24 @@ def _begin_immediate(cursor: Any) -> None:
     asyncio sleep, so the event loop runs meanwhile, until SQLITE_BUSY_TIMEOUT_S."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     for attempt in itertools.count():
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
+        if _try_begin_immediate(cursor, deadline):
             return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise
-        await_(asyncio.sleep(_BUSY_RETRY_S[min(attempt, len(_BUSY_RETRY_S) - 1)]))
+        await_(asyncio.sleep(_busy_wait_s(attempt)))
+
+
+def _try_begin_immediate(cursor: Any, deadline: float) -> bool:
+    """True once begun; False when another process holds the lock and there is time left."""
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc) or time.monotonic() >= deadline:
+            raise
+        return False
+
+
+def _busy_wait_s(attempt: int) -> float:
+    return _BUSY_RETRY_S[min(attempt, len(_BUSY_RETRY_S) - 1)]
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
