@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -149,8 +150,11 @@ class _SQLiteWriteGate:
             info[self._HOLDS] = lock
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
         for attempt in itertools.count():
-            if _try_begin_immediate(driver, deadline):
-                break
+            try:
+                if _try_begin_immediate(driver, deadline):
+                    break
+            except sqlite3.Error as exc:  # as SQLAlchemy raises it for a statement it ran
+                raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
             await asyncio.sleep(_busy_wait_s(attempt))
         info[self._IN_TX] = True
 
