@@ -165,8 +165,8 @@ class _SQLiteWriteGate:
 
     def _returned(self, dbapi_connection: Any, record: Any) -> None:
         # The pool's reset-on-return is off for SQLite (create_engine): a ROLLBACK of a
-        # connection that is in no transaction is one more round trip to the driver's
-        # thread, inside the gate for a writer. Only a transaction still open needs it.
+        # connection that is in no transaction is one more statement, inside the gate for a
+        # writer. Only a transaction still open needs it.
         if record.info.pop(self._IN_TX, None) and dbapi_connection is not None \
                 and in_greenlet():
             try:
