@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import create_engine, create_sessionmaker, normalize_url, sqlite_inline
@@ -80,8 +81,11 @@ async def test_statements_run_on_the_event_loop_thread(
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         assert sqlite_inline.is_inline(raw.driver_connection)
-        raw.driver_connection.create_function(
-            "where_am_i", 0, lambda: threads.append(threading.get_ident()) or 1)
+        def where_am_i() -> int:
+            threads.append(threading.get_ident())
+            return 1
+
+        raw.driver_connection.create_function("where_am_i", 0, where_am_i)
         assert (await conn.execute(text("SELECT where_am_i()"))).scalar_one() == 1
     assert threads == [threading.get_ident()]
 
@@ -197,3 +201,16 @@ async def test_bulk_statements_in_a_request_session_join_its_transaction(
         await (await bulk_for(session)).add_to_counters(USERS, "last_event_seq", {user_id: 3})
         await session.commit()
     assert await _seq(store, user_id) == 3
+
+
+async def test_a_sqlite_file_pool_keeps_db_pool_size_connections(sqlite_url: str) -> None:
+    # Under load the pool must not close each connection past SQLAlchemy's default five.
+    engine = create_engine(sqlite_url, pool_size=8)
+    try:
+        held = [await engine.connect() for _ in range(8)]
+        for conn in held:
+            await conn.close()
+        pool = cast(QueuePool, engine.sync_engine.pool)
+        assert (pool.checkedin(), pool.size()) == (8, 8)  # all kept, none closed on return
+    finally:
+        await engine.dispose()
