@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from app.core.db import create_engine, create_sessionmaker, normalize_url, sqlite_inline
 from app.core.db import engine as engine_module
