@@ -17,7 +17,7 @@ from sqlalchemy import Update, insert, select, text, update
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker, sqlite_inline
 from app.core.db import engine as engine_module
 from app.models import User
 from tests.conftest import Databases, LiveServer
@@ -76,7 +76,9 @@ async def test_every_pooled_connection_gets_the_pragmas(
             values = [(await conn.execute(text(f"PRAGMA {name}"))).scalar_one()
                       for name in ("journal_mode", "synchronous", "busy_timeout",
                                    "foreign_keys")]
-            assert values == ["wal", 1, 30000, 1]  # synchronous 1 = NORMAL
+            # synchronous 1 = NORMAL; a short busy wait: it would block the event loop
+            # (the write gate waits for another process's write lock in the loop).
+            assert values == ["wal", 1, sqlite_inline.SQLITE_INLINE_BUSY_MS, 1]
     finally:
         for conn in connections:
             await conn.close()

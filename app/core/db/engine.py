@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,17 +25,24 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from app.core.db import sqlite_inline
 from app.core.json_codec import dumps, loads
+
+_SQLITE_SCHEMES = ("sqlite://", "sqlite+aiosqlite://")
 
 
 def normalize_url(url: str) -> str:
-    """Accept plain `postgresql://` and `sqlite://` URLs and pick the async drivers."""
+    """Accept plain `postgresql://` and `sqlite://` URLs and pick the async drivers.
+
+    SQLite runs on the event loop thread (app/core/db/sqlite_inline.py), `sqlite+aiosqlite`
+    URLs too: that was the default before, and is still in settings files."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         return "postgresql+asyncpg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    for scheme in _SQLITE_SCHEMES:
+        if url.startswith(scheme):
+            return f"sqlite+{sqlite_inline.DRIVER}://" + url[len(scheme):]
     return url
 
 
@@ -49,7 +60,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    # On the event loop thread SQLite's busy wait blocks the loop: kept short there, and the
+    # write gate waits for the write lock in the loop instead (_begin_immediate).
+    busy_ms = (sqlite_inline.SQLITE_INLINE_BUSY_MS if sqlite_inline.is_inline(dbapi_connection)
+               else int(SQLITE_BUSY_TIMEOUT_S * 1000))
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
     # No implicit BEGIN from the driver: _SQLiteWriteGate decides when a transaction begins.
@@ -57,6 +72,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _READS = ("SELECT", "PRAGMA", "EXPLAIN")
+_GATES: weakref.WeakKeyDictionary[Engine, _SQLiteWriteGate] = weakref.WeakKeyDictionary()
 
 
 class _SQLiteWriteGate:
@@ -88,6 +104,10 @@ class _SQLiteWriteGate:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary())
 
+    @classmethod
+    def of(cls, engine: Engine) -> _SQLiteWriteGate | None:
+        return _GATES.get(engine)
+
     def _lock(self) -> asyncio.Lock:
         # One lock per event loop: an asyncio lock belongs to the loop that first waits on it.
         loop = asyncio.get_running_loop()
@@ -98,6 +118,7 @@ class _SQLiteWriteGate:
 
     def install(self, engine: AsyncEngine) -> None:
         sync_engine = engine.sync_engine
+        _GATES[sync_engine] = self
         event.listen(sync_engine, "before_cursor_execute", self._before_execute)
         event.listen(sync_engine, "commit", self._transaction_ends)
         event.listen(sync_engine, "rollback", self._transaction_ends)
@@ -113,8 +134,28 @@ class _SQLiteWriteGate:
             lock = self._lock()
             await_(_acquire(lock, SQLITE_BUSY_TIMEOUT_S))
             info[self._HOLDS] = lock
-        # The statement's own cursor: a new one would cost the driver's thread a round trip.
-        cursor.execute("BEGIN IMMEDIATE")
+        _begin_immediate(cursor)
+        info[self._IN_TX] = True
+
+    async def begin_write(self, info: dict[str, Any], driver: Any) -> None:
+        """What the first write statement does (_before_execute), for a caller about to
+        write on the bare sqlite3 connection under a pooled connection whose `info` is
+        given (bulk.SQLiteBulk). The connection's commit or rollback, and its return to
+        the pool, end it as they end any other write transaction."""
+        if info.get(self._IN_TX):
+            return
+        if self._HOLDS not in info:
+            lock = self._lock()
+            await _acquire(lock, SQLITE_BUSY_TIMEOUT_S)
+            info[self._HOLDS] = lock
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        for attempt in itertools.count():
+            try:
+                if _try_begin_immediate(driver, deadline):
+                    break
+            except sqlite3.Error as exc:  # as SQLAlchemy raises it for a statement it ran
+                raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
+            await asyncio.sleep(_busy_wait_s(attempt))
         info[self._IN_TX] = True
 
     def _transaction_ends(self, conn: Connection) -> None:
@@ -124,8 +165,8 @@ class _SQLiteWriteGate:
 
     def _returned(self, dbapi_connection: Any, record: Any) -> None:
         # The pool's reset-on-return is off for SQLite (create_engine): a ROLLBACK of a
-        # connection that is in no transaction is one more round trip to the driver's
-        # thread, inside the gate for a writer. Only a transaction still open needs it.
+        # connection that is in no transaction is one more statement, inside the gate for a
+        # writer. Only a transaction still open needs it.
         if record.info.pop(self._IN_TX, None) and dbapi_connection is not None \
                 and in_greenlet():
             try:
@@ -139,6 +180,43 @@ class _SQLiteWriteGate:
         lock = record.info.pop(self._HOLDS, None)
         if lock is not None:
             lock.release()
+
+
+# Waits between tries of BEGIN IMMEDIATE while another process holds SQLite's write lock.
+_BUSY_RETRY_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+
+
+def _begin_immediate(cursor: Any) -> None:
+    """BEGIN IMMEDIATE on the statement's own cursor (one more statement, no new cursor).
+
+    Another process holding the write lock (a migration, a script) makes it fail with
+    SQLITE_BUSY once the connection's short busy_timeout is over; it is retried after an
+    asyncio sleep, so the event loop runs meanwhile, until SQLITE_BUSY_TIMEOUT_S."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    for attempt in itertools.count():
+        if _try_begin_immediate(cursor, deadline):
+            return
+        await_(asyncio.sleep(_busy_wait_s(attempt)))
+
+
+def _try_begin_immediate(cursor: Any, deadline: float) -> bool:
+    """True once begun; False when another process holds the lock and there is time left."""
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc) or time.monotonic() >= deadline:
+            raise
+        return False
+
+
+def _busy_wait_s(attempt: int) -> float:
+    return _BUSY_RETRY_S[min(attempt, len(_BUSY_RETRY_S) - 1)]
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY \
+        or "database is locked" in str(exc)
 
 
 async def _acquire(lock: asyncio.Lock, timeout_s: float) -> None:
@@ -170,6 +248,11 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0,
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         # _SQLiteWriteGate rolls back the one kind of connection that needs it.
         kwargs["pool_reset_on_return"] = None
+        if not in_memory:
+            # DB_POOL_SIZE as on PostgreSQL. SQLAlchemy's default (5 + 10 overflow) closed
+            # an overflow connection after each use under the load benchmark's 32 requests
+            # in flight, and opening one (file, PRAGMAs) was 3% of the server's CPU.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     else:
         # No pre-ping: it costs a round trip per checkout, which is per commit on the event
         # log's hot path. Connections are recycled instead, and a dead one fails one
