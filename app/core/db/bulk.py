@@ -328,6 +328,15 @@ class SQLiteBulk:
         rows = self._run(_sqlite_add_sql(table, column, len(ids)), params).fetchall()
         return {stored[row[0]]: row[1] for row in rows}
 
+    async def column_values(self, table: Table, column: str,
+                            ids: Sequence[Any]) -> dict[Any, Any]:
+        to_db = _sqlite_plan(table, self.dialect).convert["id"] or _same
+        stored = {to_db(i): i for i in ids}
+        placeholders = ", ".join("?" * len(stored))
+        rows = self._run(f'SELECT id, "{column}" FROM "{table.name}" WHERE id IN '
+                         f"({placeholders})", list(stored)).fetchall()
+        return {stored[row[0]]: row[1] for row in rows}
+
 
 def _same(value: Any) -> Any:
     return value
