@@ -1,5 +1,5 @@
 import { memo, useLayoutEffect, useRef, useSyncExternalStore } from "react";
-import { BaseEdge, EdgeLabelRenderer, getBezierPath, useStore, type EdgeProps } from "@xyflow/react";
+import { BaseEdge, EdgeLabelRenderer, getBezierPath, useStoreApi, type EdgeProps } from "@xyflow/react";
 import { portKind } from "../lib/catalog";
 import { useEditor } from "./context";
 
@@ -9,8 +9,12 @@ export const CascadeEdge = memo(function CascadeEdge(props: EdgeProps) {
           sourcePosition, targetPosition, markerEnd, selected } = props;
   const { store, catalog, problemsByEdge } = useEditor();
   const targetStatus = useSyncExternalStore(store.subscribe, () => store.node(target)?.status);
-  const targetType = useStore((s) => s.nodeLookup.get(target)?.type);
-  const sourceType = useStore((s) => s.nodeLookup.get(source)?.type);
+  // Read, not subscribed: a node's type never changes, and a subscription per edge is one
+  // more selector run on every React Flow store update (each resize, each drag step) for
+  // every edge, a thousand edges in the benchmark's flow.
+  const { nodeLookup } = useStoreApi().getState();
+  const targetType = nodeLookup.get(target)?.type;
+  const sourceType = nodeLookup.get(source)?.type;
   const ref = useRef<SVGGElement>(null);
   const running = targetStatus === "running";
   const [path, labelX, labelY] = getBezierPath({ sourceX, sourceY, targetX, targetY, sourcePosition, targetPosition });

@@ -1,7 +1,8 @@
-import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type DragEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type DragEvent, type MouseEvent as ReactMouseEvent } from "react";
 import {
   addEdge, Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, useEdgesState, useNodesState, useReactFlow,
   type Connection, type Edge, type EdgeChange, type IsValidConnection, type Node, type NodeChange, type NodeTypes,
+  type OnSelectionChangeParams, type ReactFlowInstance,
 } from "@xyflow/react";
 import { api, errorMessage, type Flow } from "../api/client";
 import { Header } from "../app/Header";
@@ -13,7 +14,7 @@ import { rerunSet } from "../lib/rerun";
 import { RunStore } from "../lib/runStore";
 import { Link } from "../lib/Link";
 import { navigate, useLocation } from "../lib/router";
-import { snapshot, staleNodes, type Snapshot } from "../lib/stale";
+import { changedNodes, snapshot, staleFrom, type Snapshot } from "../lib/stale";
 import { CascadeEdge } from "./CascadeEdge";
 import { ConfigPanel } from "./ConfigPanel";
 import { EditorContext, type EditorContextValue, type Problem } from "./context";
@@ -25,6 +26,12 @@ import { Announcer, RunBadge } from "./RunBar";
 import { latestRunId, loadRun, readSnapshot, saveSnapshot } from "./runs";
 
 const edgeTypes = { default: CascadeEdge };
+// Props of <ReactFlow> that must keep their identity: a new value on any editor render makes
+// React Flow write it to its store, which runs every node's and edge's store selectors.
+const DELETE_KEYS = ["Backspace", "Delete"];
+const FIT_VIEW_OPTIONS = { maxZoom: 1 };
+const NO_IDS: string[] = [];
+const NO_NODES: Set<string> = new Set();
 
 export function EditorPage({ flowId, runId }: { flowId: string; runId: string | null }) {
   const [flow, setFlow] = useState<Flow | null>(null);
@@ -117,7 +124,6 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
   }, [runId, flow.id, store]);
 
   const currentRunId = useSyncExternalStore(store.subscribe, () => store.run?.runId ?? null);
-  const ranIds = useSyncExternalStore(store.subscribe, () => store.run?.nodes);
   const runStatus = useSyncExternalStore(store.subscribe, () => store.run?.status ?? null);
 
   const labelOf = useCallback((id: string) => {
@@ -127,14 +133,22 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
   }, [rf]);
 
   // Stale markers: configs changed since the shown run's snapshot, and their descendants.
+  // The changed configs depend on the graph only; while none changed (always, during a run
+  // started from here) the editor does not follow the run's nodes at all, so a run's events
+  // re-render only the nodes they touch, not the editor and React Flow with it.
   const dataKey = useStableDataKey(nodes);
-  const stale = useMemo(() => {
-    if (!currentRunId || !ranIds) return new Set<string>();
+  const changed = useMemo(() => {
+    if (!currentRunId) return NO_IDS;
     const snap = snapshots.get(currentRunId) ?? readSnapshot(currentRunId);
-    if (!snap) return new Set<string>();
-    return staleNodes(snap, nodes, edges, Object.keys(ranIds));
+    return snap ? changedNodes(snap, snapshot(nodes, edges)) : NO_IDS;
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [currentRunId, ranIds ? Object.keys(ranIds).length : 0, snapshots, dataKey, edges]);
+  }, [currentRunId, snapshots, dataKey, edges]);
+  const ranCount = useSyncExternalStore(store.subscribe,
+    () => (changed.length && store.run ? Object.keys(store.run.nodes).length : 0));
+  const stale = useSameSet(useMemo(
+    () => (changed.length && store.run ? staleFrom(changed, edges, Object.keys(store.run.nodes)) : NO_NODES),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [changed, ranCount, edges, store]));
 
   const rerun = useMemo(() => (rerunTrigger ? rerunSet(rerunTrigger, edges) : null), [rerunTrigger, edges]);
   const problemsByNode = useMemo(() => groupBy(problems, "node_id"), [problems]);
@@ -274,6 +288,24 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
     if (target) window.setTimeout(() => focusNode(target), 50);
   }, [search, focusNode]);
 
+  // React Flow's callbacks, stable (see DELETE_KEYS).
+  const onInit = useCallback((instance: ReactFlowInstance) => {
+    // ReactFlowProvider's store exists before <ReactFlow> mounts, so set the saved viewport
+    // explicitly as well.
+    if (isRecord(flow.graph_data) && isRecord(flow.graph_data.viewport)) void instance.setViewport(initial.viewport);
+  }, [flow, initial]);
+  const onMoveEnd = useCallback((event: MouseEvent | TouchEvent | null) => { if (event) touch(); }, [touch]);
+  const onSelectionChange = useCallback(({ nodes: sel }: OnSelectionChangeParams) =>
+    setSelectedId(sel.length === 1 && sel[0] ? sel[0].id : null), []);
+  const onNodeContextMenu = useCallback((e: ReactMouseEvent, node: Node) => {
+    e.preventDefault();
+    // From the keyboard (the menu key, Shift+F10) there is no pointer: open at the node.
+    const rect = (e.currentTarget as HTMLElement).getBoundingClientRect();
+    const fromKeyboard = e.clientX === 0 && e.clientY === 0;
+    setMenu({ id: node.id, x: fromKeyboard ? rect.left + 20 : e.clientX, y: fromKeyboard ? rect.top + 20 : e.clientY });
+  }, []);
+  const closeMenu = useCallback(() => setMenu(null), []);
+
   const selected = selectedId ? nodes.find((n) => n.id === selectedId) : undefined;
   const active = runStatus !== null && !["succeeded", "partial", "failed", "cancelled"].includes(runStatus);
   const rerunCounts = rerun ? [...rerun.values()].reduce((acc, m) => { acc[m] += 1; return acc; }, { "will-run": 0, cached: 0 }) : null;
@@ -314,23 +346,15 @@ function Editor({ flow, components, runId }: { flow: Flow; components: Component
             onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
             isValidConnection={isValidConnection}
             defaultViewport={initial.viewport}
-            // ReactFlowProvider's store exists before <ReactFlow> mounts, so set the saved
-            // viewport explicitly as well.
-            onInit={(instance) => { if (isRecord(flow.graph_data) && isRecord(flow.graph_data.viewport)) void instance.setViewport(initial.viewport); }}
+            onInit={onInit}
             fitView={isRecord(flow.graph_data) && !isRecord(flow.graph_data.viewport) && initial.nodes.length > 0}
-            onMoveEnd={(event) => { if (event) touch(); }}
-            onSelectionChange={({ nodes: sel }) => setSelectedId(sel.length === 1 && sel[0] ? sel[0].id : null)}
-            onNodeContextMenu={(e, node) => {
-              e.preventDefault();
-              // From the keyboard (the menu key, Shift+F10) there is no pointer: open at the node.
-              const rect = (e.currentTarget as HTMLElement).getBoundingClientRect();
-              const fromKeyboard = e.clientX === 0 && e.clientY === 0;
-              setMenu({ id: node.id, x: fromKeyboard ? rect.left + 20 : e.clientX, y: fromKeyboard ? rect.top + 20 : e.clientY });
-            }}
-            onPaneClick={() => setMenu(null)}
-            deleteKeyCode={["Backspace", "Delete"]}
+            onMoveEnd={onMoveEnd}
+            onSelectionChange={onSelectionChange}
+            onNodeContextMenu={onNodeContextMenu}
+            onPaneClick={closeMenu}
+            deleteKeyCode={DELETE_KEYS}
             minZoom={0.05}
-            fitViewOptions={{ maxZoom: 1 }}
+            fitViewOptions={FIT_VIEW_OPTIONS}
           >
             <Background />
             <MiniMap pannable zoomable ariaLabel="Mini map" />
@@ -415,4 +439,13 @@ function useStableDataKey(nodes: Node[]): number {
     last.current = { datas, key: prev.key + 1 };
   }
   return last.current.key;
+}
+
+/** `next` when its members differ from the last one returned, else that last Set: an equal
+ *  stale set keeps the editor context (read by every node and edge) unchanged. */
+function useSameSet(next: Set<string>): Set<string> {
+  const last = useRef(next);
+  const prev = last.current;
+  if (prev !== next && (prev.size !== next.size || [...next].some((id) => !prev.has(id)))) last.current = next;
+  return last.current;
 }

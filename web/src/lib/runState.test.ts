@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { fromLogRow, fromTunnel, type LogEvent } from "./events";
-import { applyRunEvent, newRun, runFromEvents, shownOutput } from "./runState";
+import { applyRunEvent, applyRunEvents, NodeBatch, newRun, runFromEvents, shownOutput } from "./runState";
 
 const RUN = "11111111-1111-1111-1111-111111111111";
 let seq = 0;
@@ -114,5 +114,41 @@ describe("the event → node-state reducer", () => {
     expect(frame).toEqual(row);
     expect(fromTunnel("nope")).toBeNull();
     expect(fromLogRow({ payload: {} })).toBeNull();
+  });
+
+  it("gives the same state applied as one batch as applied one event at a time", () => {
+    const events = happyRun();
+    let oneByOne = newRun(RUN);
+    for (const e of events) oneByOne = applyRunEvent(oneByOne, e);
+    for (let cut = 0; cut <= events.length; cut += 1) {
+      // Any split into two batches, as frames would split a burst.
+      const batched = applyRunEvents(applyRunEvents(newRun(RUN), events.slice(0, cut)), events.slice(cut));
+      expect(batched).toEqual(oneByOne);
+    }
+  });
+
+  it("never changes a RunView it was given, and keeps unchanged nodes' objects", () => {
+    const events = happyRun();
+    const before = runFromEvents(RUN, events.slice(0, 4));
+    const nodesBefore = before.nodes;
+    const copy = structuredClone(before);
+    const after = applyRunEvents(before, events.slice(4, 8));
+    expect(before).toEqual(copy);
+    expect(before.nodes).toBe(nodesBefore);
+    expect(after.nodes).not.toBe(before.nodes);
+    expect(after.nodes.a).not.toBe(before.nodes.a);
+    expect(after.nodes.b).toBe(before.nodes.b);
+    expect(after.nodes.c).toBe(before.nodes.c);
+  });
+
+  it("copies another run's node map instead of writing into it within one batch", () => {
+    seq = 0;
+    const batch = new NodeBatch();
+    const first = applyRunEvent(newRun(RUN), ev("execution.node.status", { node_id: "a", status: "pending" }), batch);
+    const other = { ...newRun(RUN), nodes: { z: first.nodes.a! } };
+    const next = applyRunEvent(other, ev("execution.node.status", { node_id: "b", status: "pending" }), batch);
+    expect(Object.keys(first.nodes)).toEqual(["a"]);
+    expect(Object.keys(other.nodes)).toEqual(["z"]);
+    expect(Object.keys(next.nodes).sort()).toEqual(["b", "z"]);
   });
 });

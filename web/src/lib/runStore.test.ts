@@ -50,4 +50,36 @@ describe("the run store", () => {
     frames.run();
     expect(store.run).toBeNull();
   });
+
+  it("leaves the RunView of an earlier frame as it was (React may still hold it)", () => {
+    const frames = manualFrames();
+    const store = new RunStore(frames.frame);
+    store.flowId = "f";
+    store.push(ev("r", 1, "execution.started", { flow_id: "f" }));
+    store.push(ev("r", 2, "execution.node.status", { node_id: "a", status: "pending" }));
+    frames.run();
+    const seen = store.run;
+    const seenA = store.node("a");
+    store.push(ev("r", 3, "execution.node.status", { node_id: "a", status: "running", attempt: 1 }));
+    store.push(ev("r", 4, "execution.node.status", { node_id: "b", status: "pending" }));
+    frames.run();
+    expect(seen?.nodes.a?.status).toBe("pending");
+    expect(seen?.nodes.b).toBeUndefined();
+    expect(store.node("a")).not.toBe(seenA);
+    expect(store.node("a")?.status).toBe("running");
+  });
+
+  it("switches to a new run within one frame without carrying the old run's nodes", () => {
+    const frames = manualFrames();
+    const store = new RunStore(frames.frame);
+    store.flowId = "f";
+    store.push(ev("r1", 1, "execution.started", { flow_id: "f" }));
+    store.push(ev("r1", 2, "execution.node.status", { node_id: "a", status: "running", attempt: 1 }));
+    store.push(ev("r2", 3, "execution.started", { flow_id: "f" }));
+    store.push(ev("r2", 4, "execution.node.status", { node_id: "b", status: "pending" }));
+    frames.run();
+    expect(store.run?.runId).toBe("r2");
+    expect(Object.keys(store.run?.nodes ?? {})).toEqual(["b"]);
+  });
 });
+

@@ -2,7 +2,7 @@
 // animation frame (a burst of a thousand node events is one render); components subscribe
 // and re-render only when the node they show has changed.
 import type { LogEvent } from "./events";
-import { applyRunEvent, newRun, type NodeRun, type RunView } from "./runState";
+import { applyRunEvent, applyRunEvents, NodeBatch, newRun, type NodeRun, type RunView } from "./runState";
 
 type Listener = () => void;
 
@@ -48,18 +48,20 @@ export class RunStore {
     const events = this.queue;
     this.queue = [];
     const before = this.run;
-    for (const ev of events) this.apply(ev);
+    // One batch per frame: the node map is copied once per frame, not once per event.
+    const batch = new NodeBatch();
+    for (const ev of events) this.apply(ev, batch);
     if (this.run !== before) this.notify();
   }
 
-  private apply(ev: LogEvent): void {
+  private apply(ev: LogEvent, batch: NodeBatch): void {
     if (!ev.runId) return;
     if (ev.type === "execution.started" && !this.pinned && this.flowId !== null
         && ev.data.flow_id === this.flowId && this.run?.runId !== ev.runId) {
       this.run = this.replayBuffered(newRun(ev.runId, this.flowId));
     }
     if (this.run && ev.runId === this.run.runId) {
-      this.run = applyRunEvent(this.run, ev);
+      this.run = applyRunEvent(this.run, ev, batch);
       return;
     }
     this.remember(ev);
@@ -80,10 +82,7 @@ export class RunStore {
   }
 
   private replayBuffered(run: RunView): RunView {
-    const early = this.buffered.get(run.runId) ?? [];
-    let next = run;
-    for (const ev of early) next = applyRunEvent(next, ev);
-    return next;
+    return applyRunEvents(run, this.buffered.get(run.runId) ?? []);
   }
 
   /** Shows `run` (built from the log or just accepted), then applies what arrived live. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { snapshot, staleNodes } from "./stale";
+import { changedNodes, snapshot, staleFrom, staleNodes } from "./stale";
 
 const nodes = () => [
   { id: "a", type: "initialPrompt", data: { label: "A", prompt: "hi" } },
@@ -41,4 +41,24 @@ describe("the stale diff", () => {
     const snap = snapshot([{ id: "a", type: "t", data: { x: 1, y: { p: 1, q: 2 } } }], []);
     expect(staleNodes(snap, [{ id: "a", type: "t", data: { y: { q: 2, p: 1 }, x: 1 } }], [], ["a"]).size).toBe(0);
   });
+
+  it("keeps the stored snapshot format: inputs sorted per target, empty without inputs", () => {
+    const snap = snapshot([{ id: "m", type: "merge", data: {} }, { id: "a", type: "t", data: {} }],
+      [{ source: "b", target: "m", sourceHandle: "out", targetHandle: "y" } as { source: string; target: string },
+       { source: "a", target: "m", sourceHandle: "out", targetHandle: "x" } as { source: string; target: string }]);
+    expect(snap.m).toBe('{"config":{},"inputs":"a:out>x|b:out>y","type":"merge"}');
+    expect(snap.a).toBe('{"config":{},"inputs":"","type":"t"}');
+  });
+
+  it("finds changed nodes from the graph alone, then limits the stale set to the run", () => {
+    const snap = snapshot(nodes(), edges);
+    const now = nodes();
+    (now[1] as { data: Record<string, unknown> }).data.language = "German";
+    const changed = changedNodes(snap, snapshot(now, edges));
+    expect(changed).toEqual(["b"]);
+    expect([...staleFrom(changed, edges, ["a", "b", "c"])].sort()).toEqual(["b", "c"]);
+    expect(staleFrom(changed, edges, ["a", "c"]).size).toBe(0);
+    expect([...staleFrom(changed, edges, ["b"])]).toEqual(["b"]);
+  });
 });
+
