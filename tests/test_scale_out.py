@@ -315,31 +315,35 @@ async def test_health_ready_reports_workers_and_queue(up: Cluster) -> None:
     assert body["queue"] == {"depth": 0, "oldest_age_s": None}, body
     assert (await ready_body(up.apis["B"]))["mode"] == "queue"
 
-    # No worker: runs wait in the queue, and the replicas say so.
-    for worker in list(up.workers):
-        assert worker.stop() == 0, worker.log_text()[-3000:]  # SIGTERM is a clean stop
-        up.retire(worker)
+    # No worker: runs wait in the queue, and the replicas say so. One worker stops (SIGTERM
+    # is a clean stop), the other is frozen (and thawed later: cheaper than a restart).
+    stopped, frozen = up.workers
+    assert stopped.stop() == 0, stopped.log_text()[-3000:]
+    up.retire(stopped)
+    frozen.signal(signal.SIGSTOP)
+    try:
+        async def no_worker() -> bool:
+            return (await ready_body(api))["workers"]["seen"] == 0
 
-    async def no_worker() -> bool:
-        return (await ready_body(api))["workers"]["seen"] == 0
+        await wait_for(no_worker, RUN_LEASE_S + 5, "the workers to age out", up)
+        account = await sign_up(api)
+        run_ids = [await start(api, account, echo_run()),
+                   await start(up.apis["B"], account, echo_run())]
+        unclaimed = await start(api, account, echo_run())
+        await asyncio.sleep(0.3)
+        body = await ready_body(up.apis["B"])
+        assert body["queue"]["depth"] == 3, body
+        assert body["queue"]["oldest_age_s"] >= 0.3, body
+        # A run no worker has claimed is cancelled by the replica itself, at once.
+        async with rest(up.apis["B"]) as client:
+            r = await client.post(f"/api/v1/execution/runs/{unclaimed}/cancel",
+                                  headers=account.headers)
+        assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
+        assert (await ready_body(api))["queue"]["depth"] == 2
+    finally:
+        frozen.signal(signal.SIGCONT)
 
-    await wait_for(no_worker, RUN_LEASE_S + 5, "the stopped workers to age out", up)
-    account = await sign_up(api)
-    run_ids = [await start(api, account, echo_run()), await start(up.apis["B"], account,
-                                                                  echo_run())]
-    unclaimed = await start(api, account, echo_run())
-    await asyncio.sleep(0.3)
-    body = await ready_body(up.apis["B"])
-    assert body["queue"]["depth"] == 3, body
-    assert body["queue"]["oldest_age_s"] >= 0.3, body
-    # A run no worker has claimed is cancelled by the replica itself, at once.
-    async with rest(up.apis["B"]) as client:
-        r = await client.post(f"/api/v1/execution/runs/{unclaimed}/cancel",
-                              headers=account.headers)
-    assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
-    assert (await ready_body(api))["queue"]["depth"] == 2
-
-    await up.ensure()  # new workers drain the queue
+    await up.ensure()  # the thawed worker and a new one drain the queue
     for run_id in run_ids:
         assert (await wait_end(api, account, run_id, cluster=up))["status"] == "succeeded"
     assert (await ready_body(api))["queue"] == {"depth": 0, "oldest_age_s": None}
