@@ -23,9 +23,11 @@ import pytest
 import uvicorn
 from alembic.config import Config
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alembic import command
 from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker
 from app.main import create_app
 from tests.fake_llm_server import FakeLLMServer, start_fake_llm_server
 
@@ -149,6 +151,22 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def sqlite_url(databases: Databases) -> str:
+    """A fresh migrated SQLite file (migrated outside the test's event loop)."""
+    return databases.sqlite()
+
+
+@pytest.fixture
+async def store(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on `sqlite_url`'s file, on an engine of the test's own."""
+    engine = create_engine(sqlite_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
@@ -20,31 +19,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from app.core.db import create_engine, create_sessionmaker, normalize_url, sqlite_inline
+from app.core.db import create_engine, normalize_url, sqlite_inline
 from app.core.db import engine as engine_module
 from app.core.db.base import utcnow
 from app.core.db.bulk import SQLiteBulk, bulk_for, bulk_transaction
 from app.core.errors import is_busy
 from app.models import EventLog, User
-from tests.conftest import Databases
 
 HANG_S = 20.0
 USERS = cast(Table, User.__table__)
 EVENTS = cast(Table, EventLog.__table__)
-
-
-@pytest.fixture
-def sqlite_url(databases: Databases) -> str:
-    return databases.sqlite()
-
-
-@pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(sqlite_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 def _path(url: str) -> str:

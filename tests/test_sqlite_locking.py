@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,29 +16,15 @@ from sqlalchemy import Update, insert, select, text, update
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.db import create_engine, create_sessionmaker, sqlite_inline
 from app.core.db import engine as engine_module
+from app.core.db import sqlite_inline
 from app.models import User
-from tests.conftest import Databases, LiveServer
+from tests.conftest import LiveServer
 from tests.helpers import sign_up_and_login
 
 # Within this bound a blocked call is a hang, not a slow machine: SQLite's own busy wait is
 # 30 s, and nothing here does more than a few statements.
 HANG_S = 20.0
-
-
-@pytest.fixture
-def sqlite_url(databases: Databases) -> str:
-    return databases.sqlite()  # migrates outside the test's event loop
-
-
-@pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(sqlite_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 def _engine(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
