@@ -109,7 +109,6 @@ class TunnelFanout:
             database_url, {HINT_CHANNEL: self._on_hint, STREAM_CHANNEL: self._on_stream},
             name=name, on_connect=self.catch_up_all)
         self._poller: asyncio.Task[None] | None = None
-        self.hints_received = 0
 
     def start(self) -> None:
         self.listener.start()
@@ -124,7 +123,6 @@ class TunnelFanout:
 
     def _on_hint(self, payload: str) -> None:
         user_id, _, seq = payload.partition(":")
-        self.hints_received += 1
         self._connections.nudge(int(user_id), int(seq))
 
     def _on_stream(self, payload: str) -> None:

@@ -3,8 +3,8 @@
 Queue mode (DESIGN.md §10) hangs two things on notifications: each API replica's tunnels
 (wake-up hints from whichever process wrote events) and each worker's cancels. A notification
 sent while the listener is down is lost for good, so every user of this class keeps a
-fallback poll and catches up in `on_connect`, which runs after every (re)connection, before
-the listener counts as connected.
+fallback poll and catches up in `on_connect`, which runs after every (re)connection, once
+its channels are listened to (so nothing sent after the catch-up's read is missed).
 
 The connection is a plain asyncpg connection, not one of the pool's: it is held for the life
 of the process and must not be handed to a request. Its `application_name` names it, so an
@@ -42,8 +42,6 @@ class PgListener:
         self.name = name
         self._on_connect = on_connect
         self._backoff = backoff_s
-        self.connected = asyncio.Event()
-        self.reconnects = 0  # connections made after the first (tests and logs read it)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,7 +54,6 @@ class PgListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self.connected.clear()
 
     async def _run(self) -> None:
         delay, first = self._backoff[0], True
@@ -70,11 +67,9 @@ class PgListener:
                 for channel, callback in self._channels.items():
                     await connection.add_listener(channel, _deliver(callback))
                 if not first:
-                    self.reconnects += 1
                     logger.warning("listener %s reconnected", self.name)
                 if self._on_connect is not None:
                     await self._on_connect()
-                self.connected.set()
                 first, delay = False, self._backoff[0]
                 while not lost.is_set() and not connection.is_closed():
                     # The termination callback covers a server-side close; the poll covers a
@@ -87,7 +82,6 @@ class PgListener:
             except Exception as exc:
                 logger.warning("listener %s: %s; retrying in %.1f s", self.name, exc, delay)
             finally:
-                self.connected.clear()
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(connection.close(), 2.0)

@@ -162,9 +162,6 @@ class Runner:
         if not self._outbox:
             return
         events, self._outbox = self._outbox, []
-        if self._fence is not None:  # the stream coalescer's deltas are made elsewhere
-            for event in events:
-                event.fence = self._fence
         try:
             self._unconfirmed.append(self._bus.enqueue(events))
         except Exception as exc:  # surfaces in _confirm, not in the loop's exception handler
@@ -186,8 +183,8 @@ class Runner:
 
     # --- events ------------------------------------------------------------------------------
     def _event(self, type_: str, payload: dict[str, Any], *state: Any) -> Event:
-        # Fenced here, not only at the hand-over: the run's last words (_record_fatal) go to
-        # the bus directly, and a fenced-out worker must not get them into the log either.
+        # Every event the runner makes carries its fence, those it hands to the bus directly
+        # (_record_fatal) too: a fenced-out worker gets none of them into the log.
         return Event(type_, payload, user_id=self.plan.user_id, project_id=self.plan.project_id,
                      run_id=self.plan.run_id, flow_id=self.plan.flow_id, state=list(state),
                      fence=self._fence)
@@ -325,7 +322,8 @@ class Runner:
                 stream = StreamCoalescer(self._publish, user_id=plan.user_id,
                                          run_id=plan.run_id, node_id=node_id,
                                          attempt=attempt,
-                                         interval_s=self._limits.stream_interval_s)
+                                         interval_s=self._limits.stream_interval_s,
+                                         fence=self._fence)
             await stream.push(delta)
 
         started_at = utcnow()

@@ -16,8 +16,10 @@ class StreamCoalescer:
     deltas of the last attempt equal the completed node's text."""
 
     def __init__(self, emit: Callable[[Event], Awaitable[object]], *, user_id: int,
-                 run_id: uuid.UUID, node_id: str, attempt: int, interval_s: float) -> None:
+                 run_id: uuid.UUID, node_id: str, attempt: int, interval_s: float,
+                 fence: int | None = None) -> None:
         self._emit = emit
+        self._fence = fence  # the runner's (queue mode): deltas are fenced like its events
         self._user_id = user_id
         self._run_id = run_id
         self._node_id = node_id
@@ -47,4 +49,4 @@ class StreamCoalescer:
         await self._emit(Event(EventTypes.EXECUTION_NODE_STREAM,
                                {"node_id": self._node_id, "attempt": self.attempt,
                                 "delta": delta},
-                               user_id=self._user_id, run_id=self._run_id))
+                               user_id=self._user_id, run_id=self._run_id, fence=self._fence))

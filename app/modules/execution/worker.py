@@ -29,9 +29,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.bus import EventBus
@@ -42,7 +41,6 @@ from app.core.db.listener import PgListener
 from app.core.di import Registry
 from app.core.events import Event, EventTypes
 from app.core.json_codec import loads
-from app.models import Run
 from app.modules.execution import queue as run_queue
 from app.modules.execution.graph import parse_graph
 from app.modules.execution.manager import ExecutionManager
@@ -52,7 +50,6 @@ from app.modules.execution.providers.registry import provider_has_key
 from app.modules.execution.runner import Runner
 
 logger = logging.getLogger("cascade.worker")
-_RUNS = cast(Table, Run.__table__)
 
 _CLAIM = """
 UPDATE runs SET attempt = attempt + 1, worker_id = $2,
@@ -117,10 +114,6 @@ class RunWorker:
             {run_queue.JOBS_CHANNEL: self._on_jobs_changed,
              run_queue.CANCEL_CHANNEL: self._on_cancel},
             name=f"cascade-worker-{os.getpid()}", on_connect=self._after_connect)
-
-    @property
-    def running(self) -> int:
-        return len(self._held)
 
     # --- serving -----------------------------------------------------------------------------
     async def serve(self, stop: asyncio.Event) -> None:
