@@ -149,6 +149,31 @@ def connect(page: Page, source: str, target: str, target_handle: str = "input") 
     return added[0]
 
 
+def draw_chain(page: Page, name: str,
+               chain: list[tuple[str, dict[str, str]]]) -> tuple[str, list[str]]:
+    """From the flows list, as a person does it: a new flow named `name`; each (type, config)
+    of `chain` dragged from the palette across the pane, left to right; the nodes connected in
+    order; each config field (label: value) typed into the node's config panel; saved.
+    Returns the flow's id and its node ids in chain order."""
+    flow_id = create_flow(page, name)
+    pane = page.locator(".react-flow__pane").bounding_box()
+    assert pane is not None
+    step = pane["width"] / (len(chain) + 1)
+    ids = [drag_from_palette(page, node_type, step * (i + 0.6),
+                             pane["height"] * (0.3 + 0.15 * (i % 2)))
+           for i, (node_type, _) in enumerate(chain)]
+    assert sorted(node_ids(page)) == sorted(ids)
+    for source, target in itertools.pairwise(ids):
+        connect(page, source, target)
+    assert len(edge_ids(page)) == len(ids) - 1
+    for node_id, (_, config) in zip(ids, chain, strict=True):
+        for label, value in config.items():
+            set_field(page, node_id, label, value)
+    expect(page.get_by_test_id("unsaved")).to_be_visible()
+    save(page)
+    return flow_id, ids
+
+
 def save(page: Page) -> None:
     page.get_by_test_id("save").click()
     expect(page.get_by_test_id("unsaved")).to_have_count(0)
@@ -303,19 +328,10 @@ def run_end(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def seed_flow(api: Api, name: str, graph: dict[str, Any]) -> str:
-    """A flow stored through the REST API (for scenarios about running, not drawing)."""
+    """A flow stored through the REST API, for scripts/benchmarks/browser.py only: a 1,000-node
+    flow cannot be drawn by mouse. The browser scenarios draw theirs with draw_chain."""
     flow = api.post("/api/v1/flows", {"name": name, "graph_data": graph})
     return str(flow["id"])
-
-
-def chain_graph(types_and_data: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """A straight chain n1 → n2 → … laid out left to right, as React Flow's toObject()."""
-    nodes = [{"id": f"n{i}", "type": t, "position": {"x": 260 * i, "y": 120}, "data": data}
-             for i, (t, data) in enumerate(types_and_data, start=1)]
-    edges = [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i + 1}",
-              "sourceHandle": "output", "targetHandle": "input"}
-             for i in range(1, len(nodes))]
-    return {"nodes": nodes, "edges": edges, "viewport": {"x": 0, "y": 0, "zoom": 1}}
 
 
 def set_field(page: Page, node_id: str, label: str, value: str) -> None:

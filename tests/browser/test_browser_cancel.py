@@ -11,11 +11,9 @@ from playwright.sync_api import Page
 
 from tests.browser.builder import (
     Api,
-    chain_graph,
+    draw_chain,
     node_states,
-    open_flow,
     run_end,
-    seed_flow,
     sign_up,
     start_run,
     states_from_log,
@@ -43,19 +41,17 @@ def api(page: Page, server: PageServer) -> Iterator[Api]:
 
 
 def test_cancel_a_slow_run(page: Page, api: Api, fake_llm: FakeLLMServer) -> None:
-    flow_id = seed_flow(api, "Slow", chain_graph([
-        ("initialPrompt", {"prompt": "take your time"}), ("promptEnhancer", {}),
-        ("textOutput", {})]))
+    _, ids = draw_chain(page, "Slow", [("initialPrompt", {"prompt": "take your time"}),
+                                       ("promptEnhancer", {}), ("textOutput", {})])
     fake_llm.slow_next(1, seconds=60)
-    open_flow(page, flow_id)
     run_id = start_run(page)
-    wait_node_states(page, {"n1": "completed", "n2": "running"})
+    wait_node_states(page, {ids[0]: "completed", ids[1]: "running"})
     page.get_by_test_id("cancel").click()
     assert wait_run_end(page, run_id) == "cancelled"
     events = api.events(run_id=run_id)
     assert run_end(events)["type"] == "execution.cancelled"
     from_log = states_from_log(events)
-    assert from_log == {"n1": "completed", "n2": "cancelled", "n3": "cancelled"}
+    assert from_log == {ids[0]: "completed", ids[1]: "cancelled", ids[2]: "cancelled"}
     wait_node_states(page, from_log)
     assert node_states(page) == from_log
     assert len(fake_llm.requests) == 1  # the held answer was the only call

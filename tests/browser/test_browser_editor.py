@@ -1,10 +1,13 @@
 """Issue 12 through the page in Chromium (DESIGN.md §9 hooks only): sign up, draw a 4-node flow
 from the palette by mouse, save, reload, run, re-run from the second node, history, event log,
-and a flow whose output is HTML. What the page shows is compared with the event log."""
+and a flow whose output is HTML. Every flow is drawn by mouse; REST only reads, to compare
+what the page shows with the event log."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 
 import pytest
@@ -13,22 +16,15 @@ from playwright.sync_api import Page, expect
 from tests.browser.builder import (
     Api,
     Person,
-    chain_graph,
-    connect,
-    create_flow,
-    drag_from_palette,
+    draw_chain,
     edge_ids,
     node,
     node_attribute,
     node_ids,
     node_positions,
     node_states,
-    open_flow,
     output_text,
     page_cursor,
-    save,
-    seed_flow,
-    set_field,
     sign_up,
     start_run,
     states_from_log,
@@ -57,6 +53,20 @@ def api(server: PageServer, person: Person) -> Iterator[Api]:
     api.close()
 
 
+def to_fixed(x: float, places: int) -> str:
+    """JavaScript's Number.prototype.toFixed: the exact value rounded half up."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def format_ms(ms: int) -> str:
+    """A duration as web/src/editor/status.tsx formatMs writes it."""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{to_fixed(ms / 1000, 1)} s"
+    return f"{ms // 60_000} min {math.floor((ms % 60_000) / 1000 + 0.5)} s"
+
+
 def assert_page_matches_log(page: Page, api: Api, run_id: str) -> list[dict]:
     events = api.events(run_id=run_id)
     from_log = states_from_log(events)
@@ -79,20 +89,12 @@ def assert_page_matches_log(page: Page, api: Api, run_id: str) -> list[dict]:
 
 
 def test_draw_save_reload_run_and_rerun_from_the_second_node(page: Page, api: Api) -> None:
-    flow_id = create_flow(page, "Drawn by mouse")
-    pane = page.locator(".react-flow__pane").bounding_box()
-    assert pane is not None
-    step = pane["width"] / 5
     types = ["initialPrompt", "promptEnhancer", "translator", "textOutput"]
-    ids = [drag_from_palette(page, t, step * (i + 0.6), pane["height"] * (0.3 + 0.15 * (i % 2)))
-           for i, t in enumerate(types)]
+    flow_id, ids = draw_chain(page, "Drawn by mouse",
+                              [(t, {"prompt": PROMPT} if i == 0 else {})
+                               for i, t in enumerate(types)])
     assert sorted(node_ids(page)) == sorted(ids)
-    for source, target in pairwise(ids):
-        connect(page, source, target)
     assert len(edge_ids(page)) == 3
-    set_field(page, ids[0], "prompt", PROMPT)
-    expect(page.get_by_test_id("unsaved")).to_be_visible()
-    save(page)
 
     # Stored as toObject(): the same nodes, edges and viewport the page shows.
     stored = api.get(f"/api/v1/flows/{flow_id}")["graph_data"]
@@ -101,6 +103,7 @@ def test_draw_save_reload_run_and_rerun_from_the_second_node(page: Page, api: Ap
         pairwise(ids))
     assert [n["type"] for n in sorted(stored["nodes"], key=lambda n: ids.index(n["id"]))] == types
     assert set(stored["viewport"]) == {"x", "y", "zoom"}
+    assert [n["data"].get("prompt") for n in stored["nodes"] if n["id"] == ids[0]] == [PROMPT]
     positions, viewport, edges = node_positions(page), viewport_transform(page), edge_ids(page)
 
     page.reload()
@@ -142,10 +145,8 @@ def test_draw_save_reload_run_and_rerun_from_the_second_node(page: Page, api: Ap
 
 
 def test_history_paints_a_past_run_and_the_event_log_shows_the_log(page: Page, api: Api) -> None:
-    graph = chain_graph([("initialPrompt", {"prompt": "first words"}),
-                         ("grammarFix", {}), ("textOutput", {})])
-    flow_id = seed_flow(api, "History", graph)
-    open_flow(page, flow_id)
+    flow_id, ids = draw_chain(page, "History", [("initialPrompt", {"prompt": "first words"}),
+                                                ("grammarFix", {}), ("textOutput", {})])
     first = start_run(page)
     assert wait_run_end(page, first) == "succeeded"
     second = start_run(page)
@@ -154,14 +155,30 @@ def test_history_paints_a_past_run_and_the_event_log_shows_the_log(page: Page, a
     if not page.get_by_test_id("run-history").is_visible():
         # §9 names the panel, not what opens it: a person presses the "History" button.
         page.get_by_role("button", name="History", exact=True).click()
-    expect(page.get_by_test_id("run-history")).to_be_visible()
+    history = page.get_by_test_id("run-history")
+    expect(history).to_be_visible()
     expect(page.get_by_test_id(f"run-row-{first}")).to_be_visible()
     expect(page.get_by_test_id(f"run-row-{second}")).to_be_visible()
+    # Issue 12 item 9: each row shows the run's status, start, duration, tokens and cost, as
+    # the run resource has them.
+    expect(history.locator("thead th")).to_have_text(
+        ["Status", "Started", "Duration", "Tokens", "Cost"])
+    for run_id in (first, second):
+        run = api.get(f"/api/v1/execution/runs/{run_id}")
+        cells = page.get_by_test_id(f"run-row-{run_id}").locator("td")
+        expect(cells).to_have_count(5)
+        expect(cells.nth(0)).to_contain_text("succeeded")
+        assert cells.nth(1).inner_text().strip() not in {"", "—"}
+        assert run["duration_ms"] is not None
+        expect(cells.nth(2)).to_have_text(format_ms(run["duration_ms"]))
+        expect(cells.nth(3)).to_have_text(str(run["tokens"]["input"] + run["tokens"]["output"]))
+        expect(cells.nth(4)).to_have_text(f"${to_fixed(run['cost_usd'], 4)}")
+
     page.get_by_test_id(f"run-row-{first}").click()
     page.wait_for_url(f"**/flows/{flow_id}/runs/{first}")
     from_log = states_from_log(api.events(run_id=first))
     wait_node_states(page, from_log)
-    assert node_states(page) == from_log == dict.fromkeys(["n1", "n2", "n3"], "completed")
+    assert node_states(page) == from_log == dict.fromkeys(ids, "completed")
 
     page.goto("/events")
     expect(page.get_by_test_id("event-log")).to_be_visible()
@@ -181,13 +198,12 @@ def test_history_paints_a_past_run_and_the_event_log_shows_the_log(page: Page, a
 
 def test_html_in_an_output_is_shown_as_text(page: Page, api: Api) -> None:
     payload = "<img src=x onerror=alert(1)>"
-    flow_id = seed_flow(api, "XSS", chain_graph([("initialPrompt", {"prompt": payload}),
-                                                 ("textOutput", {})]))
-    open_flow(page, flow_id)
+    _, ids = draw_chain(page, "XSS", [("initialPrompt", {"prompt": payload}),
+                                      ("textOutput", {})])
     run_id = start_run(page)
     assert wait_run_end(page, run_id) == "succeeded"
-    expect(page.get_by_test_id("node-output-n2")).to_have_text(payload)
-    expect(page.get_by_test_id("node-output-n1")).to_have_text(payload)
+    expect(page.get_by_test_id(f"node-output-{ids[1]}")).to_have_text(payload)
+    expect(page.get_by_test_id(f"node-output-{ids[0]}")).to_have_text(payload)
     assert page.locator("img").count() == 0
     page.goto("/events")
     expect(page.get_by_test_id("event-log")).to_be_visible()
