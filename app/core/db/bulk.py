@@ -27,7 +27,7 @@ from sqlalchemy import JSON, Column, Table, bindparam, case, insert, select, upd
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.db import sqlite_inline
 from app.core.db.engine import _SQLiteWriteGate
@@ -100,6 +100,14 @@ async def bulk_transaction(
                 # out again: drop it from the pool.
                 await connection.invalidate()
             raise
+
+
+@asynccontextmanager
+async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A pooled connection's driver connection (asyncpg's), outside any transaction: each
+    statement autocommits, one round trip, no BEGIN or ROLLBACK around it."""
+    async with engine.connect() as connection:
+        yield (await connection.get_raw_connection()).driver_connection
 
 
 async def driver_connection(session: AsyncSession) -> Any:
@@ -183,8 +191,11 @@ def _add_one_sql(table: Table, column: str) -> str:
 
 @functools.cache
 def _lock_sql(table: Table) -> str:
+    # FOR NO KEY UPDATE, the lock the UPDATE itself takes: FOR UPDATE also conflicts with the
+    # KEY SHARE lock every foreign-key check takes, so a request inserting a run for the user
+    # (runs.user_id) and the event writer numbering that user's events waited on each other.
     return (f'SELECT id FROM "{table.name}" WHERE id = ANY($1::{_pg_type(table, "id")}[]) '
-            "ORDER BY id FOR UPDATE")
+            "ORDER BY id FOR NO KEY UPDATE")
 
 
 @functools.cache

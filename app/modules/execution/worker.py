@@ -14,8 +14,9 @@ One poll loop, every `RUN_POLL_S`, does the rest with a statement or two each:
   all in one transaction under the run's row lock, so it happens once whoever tries;
 * records this worker in `workers` (GET /health/ready counts the live ones).
 
-A cancel NOTIFY (`cascade_cancel`) cancels a held run's task at once; pgqueuer's own NOTIFY
-on its job table wakes the dequeue.
+Picking jobs is the run queue's (`RunQueue.serve`, app/modules/execution/queue.py); this
+class is its consumer: it claims the picked runs, launches them and cancels one at once when
+the queue reports a cancel notification (`cascade_cancel`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.bus import EventBus
 from app.core.config import PROVIDER_IDS, Settings
 from app.core.db.base import utcnow
-from app.core.db.bulk import driver_connection
-from app.core.db.listener import PgListener
+from app.core.db.bulk import driver_connection, pooled_driver
 from app.core.di import Registry
 from app.core.events import Event, EventTypes
 from app.core.json_codec import loads
-from app.modules.execution import queue as run_queue
 from app.modules.execution.graph import parse_graph
 from app.modules.execution.manager import ExecutionManager
 from app.modules.execution.models import NodeStatus, NodeUpdate, RunStatus, RunUpdate
@@ -99,29 +97,24 @@ class _Held:
 
 
 class RunWorker:
+    """Holds runs taken off the queue: a `QueueConsumer` of `RunQueue.serve`."""
+
     def __init__(self, registry: Registry, execution: ExecutionManager) -> None:
         self._settings = registry.get(Settings)
         self._bus = registry.get(EventBus)
         self._sessionmaker: async_sessionmaker[AsyncSession] = registry.get(async_sessionmaker)
         self._execution = execution
-        self.uuid = uuid.uuid4()
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{self.uuid.hex[:8]}"
+        self._queue = execution.queue
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held: dict[uuid.UUID, _Held] = {}
-        self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self.listener = PgListener(
-            self._settings.DATABASE_URL,
-            {run_queue.JOBS_CHANNEL: self._on_jobs_changed,
-             run_queue.CANCEL_CHANNEL: self._on_cancel},
-            name=f"cascade-worker-{os.getpid()}", on_connect=self._after_connect)
 
     # --- serving -----------------------------------------------------------------------------
     async def serve(self, stop: asyncio.Event) -> None:
         self._build_providers()
         logger.info("worker %s serving (concurrency %d, lease %.1f s)", self.id,
                     self._settings.WORKER_CONCURRENCY, self._settings.RUN_LEASE_S)
-        self.listener.start()
-        tasks = [asyncio.create_task(self._dequeue_loop(), name="worker-dequeue"),
+        tasks = [asyncio.create_task(self._queue.serve(self), name="worker-queue"),
                  asyncio.create_task(self._poll_loop(), name="worker-poll")]
         try:
             await stop.wait()
@@ -132,7 +125,6 @@ class RunWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._stop_runs()
-            await self.listener.stop()
 
     def _build_providers(self) -> None:
         """Build every provider that has a key before taking runs. A provider's SDK is
@@ -153,71 +145,39 @@ class RunWorker:
         if held:
             await asyncio.wait([run.task for run in held], timeout=10)
 
-    async def _after_connect(self) -> None:
-        self._wake.set()  # jobs may have arrived while the listener was away
-        await self._poll_once()  # and cancels too
+    # --- the queue's consumer ----------------------------------------------------------------
+    def free_slots(self) -> int:
+        return self._settings.WORKER_CONCURRENCY - len(self._held)
 
-    def _on_jobs_changed(self, payload: str) -> None:
-        # pgqueuer's trigger reports every change of its job table; only an insert brings a
-        # job to take (a pick or an ack woke every worker for nothing: a dequeue each).
-        if '"insert"' in payload:
-            self._wake.set()
+    async def slot_freed(self) -> None:
+        self._slot_free.clear()
+        if self.free_slots() <= 0:
+            await self._slot_free.wait()
 
-    def _on_cancel(self, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            held = self._held.get(uuid.UUID(payload))
-            if held is not None:
-                logger.info("cancelling run %s (cancel notification)", payload)
-                held.task.cancel()
+    async def reconnected(self) -> None:
+        await self._poll_once()  # cancels sent while the notifications were away
 
-    # --- taking runs -------------------------------------------------------------------------
-    async def _dequeue_loop(self) -> None:
-        poll = self._settings.RUN_POLL_S
-        while True:
-            free = self._settings.WORKER_CONCURRENCY - len(self._held)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            self._wake.clear()
-            try:
-                taken = await self._take(free)
-            except Exception as exc:  # the database is away: the next poll tries again
-                logger.warning("worker %s: dequeue failed: %s", self.id, exc)
-                taken = 0
-            if taken < free:
-                # The queue had no more: wait for a new job (a wake-up that came during the
-                # take is still set), instead of a dequeue that would find nothing.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), poll)
+    def cancel_requested(self, run_id: uuid.UUID) -> None:
+        held = self._held.get(run_id)
+        if held is not None:
+            logger.info("cancelling run %s (cancel notification)", run_id)
+            held.task.cancel()
 
-    @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """A pooled connection's asyncpg connection, outside any transaction (autocommit)."""
-        engine = self._sessionmaker.kw["bind"]
-        async with engine.connect() as connection:
-            yield (await connection.get_raw_connection()).driver_connection
+    async def claim(self, driver: Any, run_ids: list[uuid.UUID]) -> Sequence[Any]:
+        """`attempt` + 1 is this worker's fencing token for the run, `lease_expires_at` its
+        lease. A run that is not queued (cancelled before any worker took it, or a stale job
+        of a run another worker holds) is not claimed."""
+        claimed: list[Any] = await driver.fetch(_CLAIM, run_ids, self.id,
+                                                 self._settings.RUN_LEASE_S)
+        if len(claimed) < len(run_ids):
+            missed = set(run_ids) - {row["id"] for row in claimed}
+            logger.info("worker %s: runs not waiting for a worker: %s", self.id,
+                        ", ".join(sorted(map(str, missed))))
+        return claimed
 
-    async def _take(self, n: int) -> int:
-        """Pick up to `n` jobs, claim their runs and ack the jobs, in one transaction: one
-        commit for the lot, and a worker that dies before it commits leaves the jobs queued
-        (their rows were only locked, SKIP LOCKED keeping other workers off them)."""
-        async with self._driver() as driver, driver.transaction():
-            jobs = await run_queue.dequeue(driver, n, self.uuid, self._settings.RUN_LEASE_S)
-            if not jobs:
-                return 0
-            run_ids = [run_id for job in jobs if (run_id := run_queue.run_id_of(job))]
-            claimed = await driver.fetch(_CLAIM, run_ids, self.id, self._settings.RUN_LEASE_S)
-            await run_queue.ack(driver, jobs)
+    def launch(self, claimed: Sequence[Any]) -> None:
         for row in claimed:
             self._launch(row["id"], row)
-        if len(claimed) < len(jobs):
-            # Cancelled before any worker took them, or stale jobs of runs another worker
-            # holds (or held: the poll closes them once their lease runs out).
-            missed = set(run_ids) - {row["id"] for row in claimed}
-            logger.info("worker %s: %d job(s) of runs not waiting for a worker: %s", self.id,
-                        len(jobs) - len(claimed), ", ".join(sorted(map(str, missed))))
-        return len(jobs)
 
     def _launch(self, run_id: uuid.UUID, row: Any) -> None:
         execution = self._execution
@@ -260,7 +220,7 @@ class RunWorker:
                 logger.warning("worker %s: poll failed: %s", self.id, exc)
 
     async def _poll_once(self) -> None:
-        async with self._driver() as driver:
+        async with pooled_driver(self._sessionmaker.kw["bind"]) as driver:
             await self._renew(driver)
             await driver.execute(_SEEN, self.id, socket.gethostname(), os.getpid(),
                                  self._settings.WORKER_CONCURRENCY, len(self._held))
