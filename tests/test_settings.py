@@ -193,3 +193,11 @@ def test_a_negative_gc_threshold_is_refused_with_the_setting_named() -> None:
 
     with pytest.raises(ValidationError, match="GC_GEN0_THRESHOLD"):
         Settings(_env_file=None, GC_GEN0_THRESHOLD=-1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("value", [-1, 1001])
+def test_a_pickup_linger_out_of_range_is_refused_with_the_setting_named(value: int) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="RUN_PICKUP_LINGER_MS"):
+        Settings(_env_file=None, RUN_PICKUP_LINGER_MS=value)  # type: ignore[call-arg]

@@ -77,7 +77,7 @@ _ACTIVE = [s.value for s in ACTIVE_RUN_STATUSES]
 # ix_runs_active_user_id keeps the count small). Not the user's row: the event writer locks
 # that row to number the user's events, so admissions and event batches of one user queued
 # behind each other (13.9 ms of lock wait per batch measured under the queue benchmark).
-_ADMISSION_LOCK_CLASS = 726_2345  # the advisory lock's first key: "run admission"
+_ADMISSION_LOCK_CLASS = 7_262_345  # the advisory lock's first key: "run admission"
 _LOCK_USER = select(func.pg_advisory_xact_lock(_ADMISSION_LOCK_CLASS, bindparam("user_id")))
 _COUNT_ACTIVE = (select(func.count()).select_from(_RUNS)
                  .where(_RUNS.c.user_id == bindparam("user_id"), _RUNS.c.status.in_(_ACTIVE)))

@@ -169,10 +169,9 @@ class PgRunQueue:
             claimed = await consumer.claim(driver, run_ids)
             await queries.log_jobs([(job, "successful", None) for job in jobs])
         consumer.launch(claimed)
-        if len(claimed) < len(jobs):
-            # Cancelled before any worker took them, or stale jobs of runs another worker
-            # holds (or held: its lease runs out and the run is closed as lost).
-            logger.info("%d job(s) of runs not waiting for a worker", len(jobs) - len(claimed))
+        if len(run_ids) < len(jobs):
+            # Runs the consumer did not claim it reports itself; these carried no run id.
+            logger.warning("%d job(s) without a run id acked", len(jobs) - len(run_ids))
         return len(jobs)
 
 

@@ -103,6 +103,7 @@ class RunWorker:
         self._settings = registry.get(Settings)
         self._bus = registry.get(EventBus)
         self._sessionmaker: async_sessionmaker[AsyncSession] = registry.get(async_sessionmaker)
+        self._engine = self._sessionmaker.kw["bind"]
         self._execution = execution
         self._queue = execution.queue
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -220,7 +221,7 @@ class RunWorker:
                 logger.warning("worker %s: poll failed: %s", self.id, exc)
 
     async def _poll_once(self) -> None:
-        async with pooled_driver(self._sessionmaker.kw["bind"]) as driver:
+        async with pooled_driver(self._engine) as driver:
             await self._renew(driver)
             await driver.execute(_SEEN, self.id, socket.gethostname(), os.getpid(),
                                  self._settings.WORKER_CONCURRENCY, len(self._held))
