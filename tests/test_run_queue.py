@@ -154,3 +154,29 @@ async def test_a_cancel_reaches_the_consumer_through_the_notification(database_u
             await queue.cancel(session, run_id)
             await session.commit()
         await consumer.until(lambda: run_id in consumer.cancels)
+
+
+async def test_a_freed_slot_picks_at_once_while_jobs_are_waiting_and_lingers_again_after(
+        database_url: str) -> None:
+    linger_s = 1.0  # the longest RUN_PICKUP_LINGER_MS allows
+    consumer = Recorder(slots=1)
+    loop = asyncio.get_running_loop()
+    async with serving(database_url, consumer, RUN_PICKUP_LINGER_MS=linger_s * 1000,
+                       ) as (queue, engine):
+        await consumer.until(lambda: consumer.listening)
+        first, second = [await enqueue(queue, engine) for _ in range(2)]
+        await consumer.until(lambda: consumer.held == {first})
+        # The pick filled the one free slot: jobs may be waiting, so the freed slot does not
+        # linger (it would only sit idle) ...
+        freed_at = loop.time()
+        consumer.finish(first)
+        await consumer.until(lambda: consumer.held == {second})
+        assert loop.time() - freed_at < linger_s / 2
+        # ... and once a pick finds the queue empty, the next job is lingered for again.
+        consumer.finish(second)
+        await asyncio.sleep(0.3)  # the empty pick
+        enqueued_at = loop.time()
+        third = await enqueue(queue, engine)
+        await consumer.until(lambda: consumer.held == {third})
+        assert loop.time() - enqueued_at >= linger_s * 0.9
+        assert consumer.claims == [[first], [second], [third]]

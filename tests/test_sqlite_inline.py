@@ -17,10 +17,9 @@ from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.pool import QueuePool
 
-from app.core.db import create_engine, normalize_url, sqlite_inline
 from app.core.db import engine as engine_module
+from app.core.db import normalize_url, sqlite_inline
 from app.core.db.base import utcnow
 from app.core.db.bulk import SQLiteBulk, bulk_for, bulk_transaction
 from app.core.errors import is_busy
@@ -187,14 +186,4 @@ async def test_bulk_statements_in_a_request_session_join_its_transaction(
     assert await _seq(store, user_id) == 3
 
 
-async def test_a_sqlite_file_pool_keeps_db_pool_size_connections(sqlite_url: str) -> None:
-    # Under load the pool must not close each connection past SQLAlchemy's default five.
-    engine = create_engine(sqlite_url, pool_size=8)
-    try:
-        held = [await engine.connect() for _ in range(8)]
-        for conn in held:
-            await conn.close()
-        pool = cast(QueuePool, engine.sync_engine.pool)
-        assert (pool.checkedin(), pool.size()) == (8, 8)  # all kept, none closed on return
-    finally:
-        await engine.dispose()
+

@@ -15,12 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 
 from app.core.events import Event, EventTypes
-from app.core.ws import ConnectionManager
+from app.core.ws import ConnectionManager, encode
+from app.modules.events.manager import EventLogManager, event_from_row
 from tests.conftest import LiveServer
 from tests.helpers import Account, sign_up_and_login
 from tests.tunnel_helpers import (
@@ -392,3 +394,25 @@ async def test_dropping_tunnels_in_the_middle_of_a_replay_never_wedges_the_log(
         inc = Incarnation(ready=await ready(ws))
         await read_until_cursor(ws, inc, (event.user_seq or 0) + 1)
         assert inc.cursors == [(event.user_seq or 0) + 1]
+
+
+async def test_the_catch_up_read_gives_each_event_as_the_log_api_reads_it(
+        app: FastAPI, client: httpx.AsyncClient) -> None:
+    """The tunnel's catch-up (on PostgreSQL one statement straight on asyncpg) gives every
+    event's message exactly as the ORM row of the log makes it, with its bounds applied."""
+    account = await sign_up_and_login(client)
+    bus = bus_of(app)
+    await bus.emit_many([node_status(account.id, "read", i, nested={"a": [i, None, "é"]})
+                         for i in range(4)])
+    r = await client.post("/api/v1/flows", json={"name": "f"}, headers=account.headers)
+    assert r.status_code == 201, r.text  # flow.created: flow and project ids, a session
+    rows = await db_rows(app, account.id)
+    expected = [(row.user_seq, encode(event_from_row(row).to_message())) for row in rows]
+    events: EventLogManager = app.state.registry.get(EventLogManager)
+    sessionmaker = app.state.sessionmaker
+    assert await events.fetch_after(sessionmaker, account.id, 0, None, 100) == expected
+    first, last = rows[0].user_seq, rows[-1].user_seq
+    assert await events.fetch_after(sessionmaker, account.id, first, last - 1, 100) \
+        == expected[1:-1]
+    assert await events.fetch_after(sessionmaker, account.id, first, None, 2) == expected[1:3]
+    assert await events.fetch_after(sessionmaker, account.id + 1000, 0, None, 100) == []

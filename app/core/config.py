@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     PORT: int = 8000
     LOG_LEVEL: str = "INFO"
     DATABASE_URL: str = "sqlite+aiosqlite:///./data/cascade.db"
-    DB_POOL_SIZE: int = 20
+    DB_POOL_SIZE: int = Field(default=40, ge=1)  # connections a process holds at most
     DB_POOL_TIMEOUT_S: float = Field(default=5.0, gt=0)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     # inline: runs execute in the API process (one process per SQLite file). queue: API
     # replicas enqueue runs on PostgreSQL (pgqueuer) and `scripts/worker` processes run them.
     EXECUTION_MODE: Literal["inline", "queue"] = "inline"
-    WORKER_CONCURRENCY: int = Field(default=8, ge=1)  # runs one worker executes at once
+    # Runs one worker executes at once. A run holds its slot while it waits for its events'
+    # commits (tens of ms under load, scripts/bench part 9), so slots are mostly idle waits:
+    # 16 served 1.3x the runs/s of 8 there; 32 did worse (every run of the load at once).
+    WORKER_CONCURRENCY: int = Field(default=16, ge=1)
     # A worker holds each of its runs by a lease it renews every RUN_POLL_S; a run whose lease
     # ran out (its worker died or froze) is closed with `worker_lost` by another worker.
     RUN_LEASE_S: float = Field(default=10.0, gt=0)

@@ -117,24 +117,30 @@ def cpu_seconds(pid: int | None = None) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stat(text: str) -> tuple[str, int]:
-    """A /proc/PID/stat line's command name and its user + system clock ticks."""
+def _proc_stat(text: str, *, children: bool = False) -> tuple[str, int]:
+    """A /proc/PID/stat line's command name and its user + system clock ticks (with
+    `children`, plus those of its children that ended and were waited for)."""
     head, _, rest = text.rpartition(")")
     fields = rest.split()
-    return head[head.find("(") + 1:], int(fields[11]) + int(fields[12])
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return head[head.find("(") + 1:], ticks
 
 
 def postgres_cpu_seconds() -> float | None:
     """User + system CPU seconds used so far by the PostgreSQL server processes this machine
-    shows, or None when it shows none (a server elsewhere). A process that ends between two
-    readings takes its seconds with it: the benchmarks' pooled backends stay open."""
+    shows, or None when it shows none (a server elsewhere). Backends that ended count too:
+    their seconds are in the postmaster's reaped-children figures (a pool that opens and
+    closes overflow connections under load ends backends during a window, and counting only
+    live processes lost what those had used)."""
     ticks, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
-        name, used = _proc_stat(text)
+        name, used = _proc_stat(text, children=True)
         if name == "postgres":
             ticks += used
             found = True

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from app.core.config import Settings
 from scripts.benchmarks import loadgen
 from scripts.benchmarks.common import (
     ROOT,
@@ -43,6 +44,10 @@ from scripts.benchmarks.load import GRACE_S, IN_FLIGHT, USERS, WINDOW_S, DevServ
 RATIO_TARGET = 0.7  # queue 1 + 1 against inline, runs/s
 DELIVERY_TARGET_MS = 50.0  # hint → tunnel, p99
 SETUPS = [("inline", 1, 0), ("queue 1 + 1", 1, 1), ("queue 2 + 2", 2, 2)]
+
+
+def _default(name: str) -> object:
+    return Settings.model_fields[name].default
 
 
 class Worker:
@@ -162,7 +167,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
                   if r.get(key) is not None and r["in_window"]]
         return fmt(median(values), 2) if values else "—"
 
-    inline = rate("inline")
+    inline = rate("inline") if "inline" in measured else 0.0
     for name, _apis, workers in SETUPS:
         results = measured[name]["results"]
         delivery = [ms for r in results for ms in r["delivery_ms"]]
@@ -187,7 +192,7 @@ async def measure(options: Options, dbs: Databases) -> Section:
         f"{one:,.0f} against {inline:,.0f} runs/s = {one / inline:.2f}×, {never} never ended"
         if inline else "inline measured nothing", bool(inline) and one / inline >= RATIO_TARGET
         and never == 0))
-    for name in ("queue 1 + 1", "queue 2 + 2"):
+    for name in [name for name, _apis, workers in SETUPS if workers]:
         delivery = [ms for r in measured[name]["results"] for ms in r["delivery_ms"]]
         p99 = percentile(delivery, 99)
         section.targets.append((f"hint → tunnel p99 < {DELIVERY_TARGET_MS:g} ms ({name})",
@@ -197,10 +202,11 @@ async def measure(options: Options, dbs: Databases) -> Section:
     section.notes += [
         f"Load as part 6: {users} users × {in_flight} runs in flight, one tunnel each, in one "
         "other process; user i on replica i mod n. Every process is started the README's way "
-        "(`scripts/dev`, `scripts/worker`, default settings: `WORKER_CONCURRENCY` 8, "
-        "`RUN_POLL_S` 0.5 s) on its own fresh database; all share this machine's "
-        f"{os.cpu_count()} cores with PostgreSQL and the load generator, so 2 + 2 measures "
-        "the cost of the split here, not the capacity of more machines.",
+        "(`scripts/dev`, `scripts/worker`, default settings: `WORKER_CONCURRENCY` "
+        f"{_default('WORKER_CONCURRENCY')}, `DB_POOL_SIZE` {_default('DB_POOL_SIZE')}, "
+        f"`RUN_POLL_S` {_default('RUN_POLL_S')} s) on its own fresh database; all share this "
+        f"machine's {os.cpu_count()} cores with PostgreSQL and the load generator, so 2 + 2 "
+        "measures the cost of the split here, not the capacity of more machines.",
         "CPU ms/run: user + system CPU of the tier's processes during the window ÷ the runs "
         "completed in it; with these figures, runs/s a tier can serve ≈ 1000 × cores ÷ its "
         "CPU ms/run.",

@@ -249,15 +249,21 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30.0,
         # _SQLiteWriteGate rolls back the one kind of connection that needs it.
         kwargs["pool_reset_on_return"] = None
         if not in_memory:
-            # DB_POOL_SIZE as on PostgreSQL. SQLAlchemy's default (5 + 10 overflow) closed
-            # an overflow connection after each use under the load benchmark's 32 requests
-            # in flight, and opening one (file, PRAGMAs) was 3% of the server's CPU.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # A pool of DB_POOL_SIZE as on PostgreSQL (see there). SQLAlchemy's default
+            # (5 + 10 overflow) closed an overflow connection after each use under the load
+            # benchmark's 32 requests in flight, and opening one (file, PRAGMAs) was 3% of
+            # the server's CPU.
+            kwargs.update(pool_size=pool_size, max_overflow=0)
     else:
         # No pre-ping: it costs a round trip per checkout, which is per commit on the event
         # log's hot path. Connections are recycled instead, and a dead one fails one
         # transaction, which its caller retries or reports.
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        # No overflow: the pool opens connections as they are needed, up to `pool_size`, and
+        # keeps them. Overflow connections are closed at their first return to a full pool:
+        # under the queue benchmark an API replica (32 requests in flight) opened 17 new
+        # backends a second that way, each a fork, an authentication, asyncpg's type
+        # introspection and cold caches in PostgreSQL.
+        kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
         if server_settings:
             kwargs["connect_args"] = {"server_settings": dict(server_settings)}
     # JSON columns go through the app's one codec (app/core/json_codec.py), like COPY rows.
