@@ -180,3 +180,24 @@ async def test_a_freed_slot_picks_at_once_while_jobs_are_waiting_and_lingers_aga
         await consumer.until(lambda: consumer.held == {third})
         assert loop.time() - enqueued_at >= linger_s * 0.9
         assert consumer.claims == [[first], [second], [third]]
+
+
+async def test_the_queue_log_is_pruned_of_rows_past_the_retention_only(
+        database_url: str) -> None:
+    consumer = Recorder(slots=0)  # takes nothing: the jobs stay queued
+    async with serving(database_url, consumer, QUEUE_LOG_RETENTION_H=1) as (queue, engine):
+        old = [await enqueue(queue, engine) for _ in range(3)]
+        recent = await enqueue(queue, engine)
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "UPDATE pgqueuer_log SET created = now() - interval '61 minutes' "
+                "WHERE job_id IN (SELECT id FROM pgqueuer WHERE payload = ANY(:old))"),
+                {"old": [run_id.bytes for run_id in old]})
+        assert await queue.prune_log() == 3
+        assert await queue.prune_log() == 0
+        async with engine.connect() as connection:
+            left = (await connection.execute(text(
+                "SELECT j.payload FROM pgqueuer_log l JOIN pgqueuer j ON j.id = l.job_id"
+            ))).scalars().all()
+        assert [bytes(payload) for payload in left] == [recent.bytes]
+        assert await jobs_left(engine) == 4  # the jobs themselves are pgqueuer's, untouched

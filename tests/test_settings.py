@@ -201,3 +201,12 @@ def test_a_pickup_linger_out_of_range_is_refused_with_the_setting_named(value: i
 
     with pytest.raises(ValidationError, match="RUN_PICKUP_LINGER_MS"):
         Settings(_env_file=None, RUN_PICKUP_LINGER_MS=value)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_queue_log_retention_not_above_zero_is_refused_with_the_setting_named(
+        value: int) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="QUEUE_LOG_RETENTION_H"):
+        Settings(_env_file=None, QUEUE_LOG_RETENTION_H=value)  # type: ignore[call-arg]

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # (part 9 of scripts/bench: without it the CPU per run of every tier was about 1.3× and
     # the commit → tunnel p50 near 70 ms instead of 10). A run's pick-up waits that long more.
     RUN_PICKUP_LINGER_MS: float = Field(default=20.0, ge=0, le=1000)
+    # Hours pgqueuer's log of jobs (two rows a run, kept for ever by pgqueuer) is kept;
+    # workers delete older rows every minute.
+    QUEUE_LOG_RETENTION_H: float = Field(default=24.0, gt=0)
     # Each API replica's safety poll of its users' cursors, for wake-up hints it missed.
     FANOUT_POLL_S: float = Field(default=1.0, gt=0)
 

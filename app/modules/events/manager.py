@@ -55,7 +55,8 @@ def event_from_row(row: Any) -> Event:
 
 
 def event_from_record(record: Any) -> Event:
-    """An Event from an asyncpg record of `event_logs`' columns (the payload as JSON text)."""
+    """An Event from an asyncpg record of `event_logs`' columns (the payload decoded by the
+    engine's JSON codec, or JSON text on a connection without one)."""
     payload = record["payload"]
     return Event(type=record["event_name"],
                  payload=loads(payload) if isinstance(payload, str | bytes) else payload,

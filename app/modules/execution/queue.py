@@ -14,7 +14,10 @@ on pgqueuer (pinned in pyproject.toml), on the PostgreSQL the app already uses:
   its heartbeat is `RUN_LEASE_S` old.) It picks only as many jobs as the consumer has free
   slots and waits on pgqueuer's own NOTIFY of new jobs (with a poll every `RUN_POLL_S`).
   Each pick waits `RUN_PICKUP_LINGER_MS` first, so that under load the jobs that arrived
-  meanwhile share one transaction (a run's pick-up costs that much more latency).
+  meanwhile share one transaction (a run's pick-up costs that much more latency), except
+  while jobs are waiting for slots: then a freed slot picks at once.
+* `serve` also prunes pgqueuer's log (`pgqueuer_log`, two rows a job, which pgqueuer keeps
+  for ever) of rows older than `QUEUE_LOG_RETENTION_H`, every minute, one worker at a time.
 * `cancel` raises the run's cancel flag and sends `cascade_cancel` in the caller's
   transaction; `serve` hands the notification to the consumer, which reads the flag at its
   next lease renewal too (a notification is lost while the listener is down).
@@ -53,6 +56,16 @@ CANCEL_CHANNEL = "cascade_cancel"
 # pgqueuer NOTIFYs on this channel whenever its job table changes: workers wake on it.
 JOBS_CHANNEL = str(DBSettings().channel)
 _ENTRYPOINTS = {QueueEntrypoint(ENTRYPOINT): EntrypointExecutionParameter(concurrency_limit=0)}
+_PRUNE_EVERY_S = 60.0
+_PRUNE_BATCH = 10_000  # rows a prune deletes at most (short transactions; the next catches up)
+_PRUNE_LOCK = (7_262_346, 0)  # advisory lock keys: one worker prunes at a time
+_PRUNE_LOG = f"""
+WITH turn AS (SELECT pg_try_advisory_xact_lock({_PRUNE_LOCK[0]}, {_PRUNE_LOCK[1]}) AS ours),
+     old AS (SELECT id FROM pgqueuer_log
+              WHERE created < now() - make_interval(secs => $1) AND (SELECT ours FROM turn)
+              ORDER BY created LIMIT {_PRUNE_BATCH})
+DELETE FROM pgqueuer_log WHERE id IN (SELECT id FROM old)
+"""
 
 
 class QueueConsumer(Protocol):
@@ -121,10 +134,33 @@ class PgRunQueue:
             {JOBS_CHANNEL: on_jobs_changed, CANCEL_CHANNEL: on_cancel},
             name=f"cascade-worker-{os.getpid()}", on_connect=on_connect)
         listener.start()
+        pruner = asyncio.create_task(self._prune_loop(), name="queue-log-prune")
         try:
             await self._pick_loop(consumer)
         finally:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
             await listener.stop()
+
+    async def prune_log(self) -> int:
+        """Delete pgqueuer's log rows older than QUEUE_LOG_RETENTION_H (at most _PRUNE_BATCH);
+        0 when another worker is pruning. Returns the rows deleted."""
+        async with pooled_driver(self._engine) as driver:
+            status = await driver.execute(
+                _PRUNE_LOG, self._settings.QUEUE_LOG_RETENTION_H * 3600)
+        return int(status.rpartition(" ")[2])
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_PRUNE_EVERY_S)
+            try:
+                deleted = await self.prune_log()
+            except Exception as exc:  # the database is away: the next round tries again
+                logger.warning("pruning the queue log failed: %s", exc)
+                continue
+            if deleted:
+                logger.info("pruned %d queue log row(s)", deleted)
 
     async def _pick_loop(self, consumer: QueueConsumer) -> None:
         poll = self._settings.RUN_POLL_S
