@@ -193,6 +193,7 @@ async def test_the_queue_log_is_pruned_of_rows_past_the_retention_only(
                 "UPDATE pgqueuer_log SET created = now() - interval '61 minutes' "
                 "WHERE job_id IN (SELECT id FROM pgqueuer WHERE payload = ANY(:old))"),
                 {"old": [run_id.bytes for run_id in old]})
+        queue.prune_batch = 2  # three rows: a full batch, then a short one
         assert await queue.prune_log() == 3
         assert await queue.prune_log() == 0
         async with engine.connect() as connection:

@@ -57,13 +57,13 @@ CANCEL_CHANNEL = "cascade_cancel"
 JOBS_CHANNEL = str(DBSettings().channel)
 _ENTRYPOINTS = {QueueEntrypoint(ENTRYPOINT): EntrypointExecutionParameter(concurrency_limit=0)}
 _PRUNE_EVERY_S = 60.0
-_PRUNE_BATCH = 10_000  # rows a prune deletes at most (short transactions; the next catches up)
+_PRUNE_BATCH = 10_000  # rows one prune statement deletes at most (short transactions)
 _PRUNE_LOCK = (7_262_346, 0)  # advisory lock keys: one worker prunes at a time
 _PRUNE_LOG = f"""
 WITH turn AS (SELECT pg_try_advisory_xact_lock({_PRUNE_LOCK[0]}, {_PRUNE_LOCK[1]}) AS ours),
      old AS (SELECT id FROM pgqueuer_log
               WHERE created < now() - make_interval(secs => $1) AND (SELECT ours FROM turn)
-              ORDER BY created LIMIT {_PRUNE_BATCH})
+              ORDER BY created LIMIT $2)
 DELETE FROM pgqueuer_log WHERE id IN (SELECT id FROM old)
 """
 
@@ -103,6 +103,7 @@ class PgRunQueue:
         self._engine = engine
         self.manager_id = uuid.uuid4()  # pgqueuer's id for this worker's picks
         self._wake = asyncio.Event()
+        self.prune_batch = _PRUNE_BATCH
 
     # --- the API's side (on the request's transaction) ---------------------------------------
     async def enqueue(self, session: AsyncSession, run_id: uuid.UUID) -> None:
@@ -144,12 +145,19 @@ class PgRunQueue:
             await listener.stop()
 
     async def prune_log(self) -> int:
-        """Delete pgqueuer's log rows older than QUEUE_LOG_RETENTION_H (at most _PRUNE_BATCH);
-        0 when another worker is pruning. Returns the rows deleted."""
+        """Delete pgqueuer's log rows older than QUEUE_LOG_RETENTION_H, batch after batch
+        until one comes back short (a busy queue logs more than a batch a minute, and each
+        statement stays short); nothing when another worker is pruning. Returns the rows
+        deleted."""
+        total = 0
         async with pooled_driver(self._engine) as driver:
-            status = await driver.execute(
-                _PRUNE_LOG, self._settings.QUEUE_LOG_RETENTION_H * 3600)
-        return int(status.rpartition(" ")[2])
+            while True:
+                status = await driver.execute(
+                    _PRUNE_LOG, self._settings.QUEUE_LOG_RETENTION_H * 3600, self.prune_batch)
+                deleted = int(status.rpartition(" ")[2])
+                total += deleted
+                if deleted < self.prune_batch:
+                    return total
 
     async def _prune_loop(self) -> None:
         while True:
