@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import Select, Table, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,7 +20,6 @@ from app.core.db.bulk import pooled_driver
 from app.core.di import Registry
 from app.core.errors import AppError
 from app.core.events import Event
-from app.core.json_codec import loads
 from app.core.ws import encode
 from app.core.ws.tunnel import Outgoing
 from app.models import EventLog, Flow, User
@@ -46,7 +46,8 @@ _NO_UNTIL = 2**63 - 1  # the largest bigint: no upper bound
 
 
 def event_from_row(row: Any) -> Event:
-    """An Event from an `event_logs` row (an ORM EventLog or a Core row of its columns)."""
+    """An Event from an `event_logs` row (an ORM EventLog, a Core row of its columns, or an
+    asyncpg `_Record`)."""
     return Event(type=row.event_name, payload=row.payload, user_id=row.user_id,
                  project_id=row.project_id, run_id=row.run_id, session_id=row.session_id,
                  flow_id=row.flow_id,
@@ -54,16 +55,14 @@ def event_from_row(row: Any) -> Event:
                  created_at=row.created_at)
 
 
-def event_from_record(record: Any) -> Event:
-    """An Event from an asyncpg record of `event_logs`' columns (the payload decoded by the
-    engine's JSON codec, or JSON text on a connection without one)."""
-    payload = record["payload"]
-    return Event(type=record["event_name"],
-                 payload=loads(payload) if isinstance(payload, str | bytes) else payload,
-                 user_id=record["user_id"], project_id=record["project_id"],
-                 run_id=record["run_id"], session_id=record["session_id"],
-                 flow_id=record["flow_id"], id=record["id"], user_seq=record["user_seq"],
-                 run_seq=record["run_seq"], created_at=record["created_at"])
+class _Record(asyncpg.Record):
+    """An asyncpg record whose columns read as attributes too, like a SQLAlchemy row."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def row_to_dict(row: EventLog) -> dict[str, Any]:
@@ -190,10 +189,13 @@ class EventLogManager:
         """One autocommit statement on the pooled asyncpg connection: a session's BEGIN,
         SELECT and ROLLBACK were three round trips and SQLAlchemy's work on each, for a read
         that queue mode makes once per wake-up hint (scripts/bench part 9)."""
+        # The payload arrives decoded: SQLAlchemy's dialect sets the JSON codecs on every
+        # connection of the engine, raw use included.
         async with pooled_driver(engine) as driver:
             rows = await driver.fetch(_FETCH_AFTER_PG, user_id, after,
-                                      until if until is not None else _NO_UNTIL, limit)
-        return [(row["user_seq"], encode(event_from_record(row).to_message())) for row in rows]
+                                      until if until is not None else _NO_UNTIL, limit,
+                                      record_class=_Record)
+        return [(row.user_seq, encode(event_from_row(row).to_message())) for row in rows]
 
     @staticmethod
     async def current_cursor(sessionmaker: async_sessionmaker[AsyncSession], user_id: int) -> int:

@@ -58,9 +58,9 @@ JOBS_CHANNEL = str(DBSettings().channel)
 _ENTRYPOINTS = {QueueEntrypoint(ENTRYPOINT): EntrypointExecutionParameter(concurrency_limit=0)}
 _PRUNE_EVERY_S = 60.0
 _PRUNE_BATCH = 10_000  # rows one prune statement deletes at most (short transactions)
-_PRUNE_LOCK = (7_262_346, 0)  # advisory lock keys: one worker prunes at a time
+_PRUNE_LOCK_CLASS = 7_262_346  # the advisory lock's first key: one worker prunes at a time
 _PRUNE_LOG = f"""
-WITH turn AS (SELECT pg_try_advisory_xact_lock({_PRUNE_LOCK[0]}, {_PRUNE_LOCK[1]}) AS ours),
+WITH turn AS (SELECT pg_try_advisory_xact_lock({_PRUNE_LOCK_CLASS}, 0) AS ours),
      old AS (SELECT id FROM pgqueuer_log
               WHERE created < now() - make_interval(secs => $1) AND (SELECT ours FROM turn)
               ORDER BY created LIMIT $2)
@@ -194,7 +194,7 @@ class PgRunQueue:
                 logger.warning("dequeue failed: %s", exc)
                 taken = 0
             backlog = taken >= free
-            if taken < free:
+            if not backlog:
                 # The queue had no more: wait for a new job (a wake-up that came during the
                 # take is still set), instead of a dequeue that would find nothing.
                 with contextlib.suppress(TimeoutError):
