@@ -210,3 +210,11 @@ def test_a_queue_log_retention_not_above_zero_is_refused_with_the_setting_named(
 
     with pytest.raises(ValidationError, match="QUEUE_LOG_RETENTION_H"):
         Settings(_env_file=None, QUEUE_LOG_RETENTION_H=value)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_pool_size_below_one_is_refused_with_the_setting_named(value: int) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="DB_POOL_SIZE"):
+        Settings(_env_file=None, DB_POOL_SIZE=value)  # type: ignore[call-arg]
