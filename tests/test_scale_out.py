@@ -390,6 +390,24 @@ async def test_run_on_one_replica_streams_gapless_to_another(up: Cluster) -> Non
         assert "".join(deltas) == completed["payload"]["output"]["text"]
 
 
+async def test_events_too_large_for_a_hint_cross_replicas_through_the_log(up: Cluster) -> None:
+    """A node output over the NOTIFY limit travels as a pointer hint: replica B reads it from
+    the log, between the events that rode their hints, and the stream stays gapless."""
+    a, b = up.apis["A"], up.apis["B"]
+    account = await sign_up(a)
+    prompt = "語" * 6000  # 18,000 bytes of UTF-8 in the nodes' outputs
+    async with tunnel(b, account) as (ws, after):
+        run_id = await start(a, account, chain(prompt, enhancers=0, provider="echo"))
+        messages = await read_until(ws, ends(run_id))
+    pushed = logged(messages)
+    assert_gapless(pushed, after)
+    assert pushed[-1]["data"]["status"] == "succeeded", pushed[-1]
+    sizes = [len(json.dumps(m, ensure_ascii=False).encode("utf-8")) for m in pushed]
+    assert max(sizes) > 8000 and min(sizes) < 1000, sizes  # both kinds of hint were used
+    assert [as_logged(m) for m in pushed] == [
+        row_shape(r) for r in await events(b, account, run_id=run_id)]
+
+
 # --- 4. cancel from the other replica --------------------------------------------------------
 async def test_cancel_reaches_the_worker_from_any_replica(up: Cluster) -> None:
     a, b = up.apis["A"], up.apis["B"]
@@ -665,19 +683,34 @@ def _delta(user_id: int, text: str) -> Event:
                  user_id=user_id)
 
 
-def test_hints_keep_each_users_deltas_behind_its_events() -> None:
+def test_hints_carry_each_event_in_batch_order() -> None:
     batch = [_persisted(1, 5), _persisted(2, 8), _persisted(1, 6), _delta(1, "a"),
              _persisted(1, 7), _delta(2, "b"), _delta(1, "c"), _persisted(2, 9)]
     sent = [(channel, payload.split(":", 2)) for channel, payload in hints_for(batch)]
     shape = [(channel, parts[0], parts[1] if channel == HINT_CHANNEL
               else json.loads(parts[2])["data"]["delta"]) for channel, parts in sent]
     assert shape == [
-        (HINT_CHANNEL, "1", "6"), (STREAM_CHANNEL, "1", "a"),
-        (HINT_CHANNEL, "2", "8"), (STREAM_CHANNEL, "2", "b"),
-        (HINT_CHANNEL, "1", "7"), (STREAM_CHANNEL, "1", "c"),
-        (HINT_CHANNEL, "2", "9")]
+        (HINT_CHANNEL, "1", "5"), (HINT_CHANNEL, "2", "8"), (HINT_CHANNEL, "1", "6"),
+        (STREAM_CHANNEL, "1", "a"), (HINT_CHANNEL, "1", "7"), (STREAM_CHANNEL, "2", "b"),
+        (STREAM_CHANNEL, "1", "c"), (HINT_CHANNEL, "2", "9")]
+    # Each hint holds its event's message, cursor included, exactly as a tunnel sends it.
+    hinted = [json.loads(parts[2]) for channel, parts in sent if channel == HINT_CHANNEL]
+    assert hinted == [event.to_message() for event in batch if event.persisted]
+    assert [m["cursor"] for m in hinted] == [5, 8, 6, 7, 9]
     serials = [parts[1] for channel, parts in sent if channel == STREAM_CHANNEL]
     assert len(set(serials)) == len(serials)  # equal deltas stay distinct notifications
+
+
+@pytest.mark.parametrize("char", ["a", "語"])
+def test_an_event_too_large_for_a_notification_hints_only_its_cursor(char: str) -> None:
+    fits, too_large = _persisted(4, 11), _persisted(4, 12)
+    fits.payload["output"] = {"text": char * (MAX_PAYLOAD_BYTES // 4 - 100)}
+    too_large.payload["output"] = {"text": char * MAX_PAYLOAD_BYTES}
+    sent = hints_for([fits, too_large])
+    assert [channel for channel, _ in sent] == [HINT_CHANNEL, HINT_CHANNEL]
+    assert json.loads(sent[0][1].split(":", 2)[2]) == fits.to_message()
+    assert sent[1][1] == "4:12"  # the tunnels read this one from the log
+    assert all(len(payload.encode("utf-8")) < 8000 for _, payload in sent)
 
 
 @pytest.mark.parametrize("char", ["a", "é", "語", "😀"])

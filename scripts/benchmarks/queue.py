@@ -12,8 +12,8 @@ tunnel) against three set-ups started as the README says, each on a fresh databa
 Besides runs/s and latency it reports the enqueue → pick-up delay (a run's `started_at` −
 its `created_at`, both stamped by the app just before their commits), the commit → tunnel
 delay of the terminal events (the event's `ts`, stamped just before its commit, to its
-arrival on the client, one clock: in queue mode that is the commit, the NOTIFY hint, the
-replica's nudge, its catch-up read of the log and the send), and the CPU seconds per run of
+arrival on the client, one clock: in queue mode that is the commit, the NOTIFY hint that
+carries the event, the replica's tunnel queue and the send), and the CPU seconds per run of
 each tier (API processes, worker processes, PostgreSQL).
 """
 

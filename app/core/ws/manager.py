@@ -63,11 +63,12 @@ class ConnectionManager:
         if tunnels:
             self._offer_all(tunnels, (message.get("cursor"), encode(message)))
 
-    def send_text_to_user(self, user_id: int, text: str) -> None:
-        """An already encoded ephemeral message (a stream delta from another process)."""
+    def send_text_to_user(self, user_id: int, text: str, cursor: int | None = None) -> None:
+        """An already encoded message from another process: a logged event with its
+        cursor, or an ephemeral one (a stream delta) without."""
         tunnels = self._tunnels.get(user_id)
         if tunnels:
-            self._offer_all(tunnels, (None, text))
+            self._offer_all(tunnels, (cursor, text))
 
     def nudge(self, user_id: int, cursor: int) -> None:
         """The log holds the user's events up to `cursor` (queue mode): each of the user's

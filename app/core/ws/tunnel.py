@@ -11,9 +11,9 @@ last cursor it sent, and for every persisted event:
   they are read from the log and sent first.
 
 In queue mode (DESIGN.md §10) the events of a replica's users are written by other processes:
-a wake-up hint (`nudge`) tells the sender how far the log has reached, and the sender reads
-up to there with the same catch-up. Nudges are coalesced: one is queued at a time, and a
-later hint only raises its target.
+a hint carries the event, which is offered like a local one, or, for an event too large for a
+notification, only its cursor (`nudge`): the sender reads up to there with the same catch-up.
+Nudges are coalesced: one is queued at a time, and a later hint only raises its target.
 
 Resume is the same rule: `last_cursor` starts at the client's `after` and the sender first
 reads everything after it from the log, while live events queue behind. Ephemeral messages

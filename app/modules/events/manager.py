@@ -170,8 +170,8 @@ class EventLogManager:
     async def _fetch_after(self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int,
                            after: int, until: int | None, limit: int) -> list[Outgoing]:
         # Core rows, not ORM objects: every tunnel's resume reads here, and in queue mode
-        # every wake-up hint does (app/core/bus/fanout.py); loading EventLog instances cost
-        # more than the query.
+        # every hint that shows a gap does (app/core/bus/fanout.py); loading EventLog
+        # instances cost more than the query.
         engine = sessionmaker.kw["bind"]
         if engine.dialect.name == "postgresql":
             return await self._fetch_after_pg(engine, user_id, after, until, limit)
@@ -188,7 +188,8 @@ class EventLogManager:
                               until: int | None, limit: int) -> list[Outgoing]:
         """One autocommit statement on the pooled asyncpg connection: a session's BEGIN,
         SELECT and ROLLBACK were three round trips and SQLAlchemy's work on each, for a read
-        that queue mode makes once per wake-up hint (scripts/bench part 9)."""
+        that queue mode makes for every hint of an event too large to carry, and for every
+        gap (scripts/bench part 9)."""
         # The payload arrives decoded: SQLAlchemy's dialect sets the JSON codecs on every
         # connection of the engine, raw use included.
         async with pooled_driver(engine) as driver:
