@@ -11,6 +11,7 @@ failed) when it is unreachable.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def test_bench_quick_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert text.startswith("# Cascade benchmarks")
     assert "--quick" in text  # the exact command is recorded
     assert "**Machine**" in text and "**Versions**" in text
+    assert re.search(r"\*\*CPU speed\*\*: .* at the start \d+\.\d ms, at the end \d+\.\d ms",
+                     text)
     for title in PARTS:
         assert f"## {title}" in text, title
     # The engine table, with its header row and one row per shape.

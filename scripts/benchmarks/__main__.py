@@ -74,7 +74,7 @@ def parse_args(argv: list[str]) -> Options:
 
 async def run(options: Options) -> int:
     started = time.monotonic()
-    load_at_start = report.load_average()
+    load_at_start, speed_at_start = report.load_average(), report.cpu_speed()
     dbs = Databases(options.pg_url)
     sections: list[Section] = []
     failed = 0
@@ -101,7 +101,7 @@ async def run(options: Options) -> int:
     finally:
         await dbs.close()
     text = report.render(options, sections, dbs.pg_version, time.monotonic() - started,
-                         load_at_start)
+                         load_at_start, speed_at_start)
     print(text)
     report.write(options.out, text)
     return 1 if failed else 0
