@@ -140,7 +140,8 @@ async def _measure_setup(name: str, apis: int, workers: int, url: str, options: 
                  f"{percentile(full['latencies'], 99):.1f} ms, delivery p99 "
                  f"{percentile(full['delivery_ms'], 99):.1f} ms (light load "
                  f"{percentile(light['delivery_ms'], 99):.1f} ms), never ended "
-                 f"{full['never_ended'] + light['never_ended']}, failed {full['failed']}")
+                 f"{full['never_ended'] + light['never_ended']}, failed "
+                 f"{full['failed'] + light['failed']}")
         pickup = await _pickup_ms(url) if workers else []
     finally:
         for worker in pool_workers:
@@ -191,14 +192,14 @@ async def measure(options: Options, dbs: Databases) -> Section:
     inline = rate("inline")
     for name, _apis, workers in SETUPS:
         results = measured[name]["results"]
+        both = results + measured[name]["light"]
         delivery, light = delivery_ms(name, "results"), delivery_ms(name, "light")
         pickup = measured[name]["pickup_ms"]
         section.rows.append([
             name, fmt(rate(name), 0), fmt(rate(name) / inline, 2) if inline else "—",
             fmt(median([percentile(r["latencies"], 50) for r in results])),
             fmt(median([percentile(r["latencies"], 99) for r in results])),
-            str(sum(r["never_ended"] for r in results + measured[name]["light"])),
-            str(sum(r["failed"] for r in results + measured[name]["light"])),
+            str(sum(r["never_ended"] for r in both)), str(sum(r["failed"] for r in both)),
             f"{fmt(percentile(pickup, 50))} / {fmt(percentile(pickup, 99))}" if workers
             else "—",
             f"{fmt(percentile(delivery, 50))} / {fmt(percentile(delivery, 99))}",

@@ -7,8 +7,8 @@ PostgreSQL delivers hints only if the transaction commits, in commit order. Each
 offers a message to the user's local tunnels under its cursor, and turns a pointer into a
 nudge; a tunnel drops what it already sent and reads anything missing from the log with the
 gap-filling catch-up it already uses (app/core/ws/tunnel.py). Carrying the message spares
-each replica a log read per batch: in the queue benchmark it cut hint-to-tunnel p99 from
-157 to about 55 ms and the API's CPU per run by a fifth (docs/BENCHMARKS.md). A hint that
+each replica a log read per batch: in A/B runs of the queue benchmark's load (part 9) it cut
+hint-to-tunnel p99 from 157 to about 55 ms and the API's CPU per run by a fifth. A hint that
 never arrives (the listener was down) is covered by a catch-up of every local user on
 reconnection and by a safety poll of the users' counters.
 
@@ -71,7 +71,7 @@ def hints_for(events: Sequence[Event]) -> list[tuple[str, str]]:
 
 def _ephemeral_messages(event: Event) -> list[str]:
     text = encode(event.to_message())
-    if len(text.encode("utf-8")) <= MAX_PAYLOAD_BYTES:
+    if text_bytes(text) <= MAX_PAYLOAD_BYTES:
         return [text]
     delta = event.payload.get("delta")
     if not isinstance(delta, str):
